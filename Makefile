@@ -1,0 +1,29 @@
+# kvmigrate — see README.md for the two commands a newcomer needs.
+SHELL := /bin/bash
+GO ?= go
+ENGINES := $(CURDIR)/.engines
+export KVMIGRATE_ENGINES := $(ENGINES)
+
+.PHONY: demo test engines build lint bench clean
+
+## demo: install engines, start a local source and target, seed every type, migrate, print the result
+demo: engines build
+	./scripts/demo.sh
+
+## test: install engines and run the whole suite against real servers (race detector on)
+test: engines
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+## engines: install/extract Redis 7.0, Valkey 8.0, Redis 8.0, Valkey 8.1 (cached in .engines/)
+engines:
+	./scripts/engines.sh >/dev/null
+
+build:
+	$(GO) build -o bin/kvmigrate ./cmd/kvmigrate
+
+bench: engines build
+	./bench/run.sh
+
+clean:
+	rm -rf bin
