@@ -1,0 +1,87 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/kvmigrate/kvmigrate/internal/topology"
+)
+
+// ErrTopology marks source/target shapes that cannot be copied.
+var ErrTopology = errors.New("unsupported topology")
+
+// Plan splits a migration into shards: one per source master and database
+// holding keys. dbs restricts the databases (nil: every database in use).
+// It refuses a cluster source with a standalone target, and databases
+// other than 0 with a cluster target.
+func Plan(src, dst topology.Info, dbs []int) ([]Chunk, error) {
+	if src.Cluster && !dst.Cluster {
+		return nil, fmt.Errorf("%w: the source is a cluster (%d masters) and the target is standalone; "+
+			"a standalone server cannot hold every slot's keys under the same names safely — migrate to a cluster target",
+			ErrTopology, len(src.Masters))
+	}
+	want := dbs
+	if want == nil {
+		want = src.Databases()
+	}
+	if dst.Cluster {
+		var bad []string
+		for _, db := range want {
+			if db != 0 {
+				bad = append(bad, fmt.Sprintf("db%d (%d keys)", db, src.Keyspace[db]))
+			}
+		}
+		if len(bad) > 0 {
+			return nil, fmt.Errorf("%w: the target is a cluster, which has only database 0, and the source has keys in %s; "+
+				"migrate database 0 alone by naming it in the source URL (…/0), or move the other databases to a standalone target",
+				ErrTopology, strings.Join(bad, ", "))
+		}
+	}
+	var out []Chunk
+	for _, m := range src.Masters {
+		for _, db := range want {
+			if dbs == nil && m.Keyspace[db] == 0 {
+				continue
+			}
+			out = append(out, Chunk{Node: m.Addr, DB: db, Cursor: "0"})
+		}
+	}
+	return out, nil
+}
+
+// Sweep deletes the job's leftover temporary keys from target database db
+// on every target master, and returns how many it removed.
+func (c *Copier) Sweep(ctx context.Context, db int) (int64, error) {
+	masters, err := c.dst.Masters(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("target masters: %w", err)
+	}
+	pattern := TempPattern(c.opts.JobID)
+	var removed int64
+	for _, addr := range masters {
+		node, err := c.dst.Node(addr, db)
+		if err != nil {
+			return removed, err
+		}
+		cursor := uint64(0)
+		for {
+			page, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				return removed, fmt.Errorf("sweep temp keys on %s db %d: %w", addr, db, err)
+			}
+			for _, k := range page.Elements {
+				n, err := node.Do(ctx, node.B().Unlink().Key(k).Build()).AsInt64()
+				if err != nil {
+					return removed, fmt.Errorf("sweep temp key on %s: %w", addr, err)
+				}
+				removed += n
+			}
+			if cursor = page.Cursor; cursor == 0 {
+				break
+			}
+		}
+	}
+	return removed, nil
+}
