@@ -220,6 +220,7 @@ type chunkRun struct {
 	c        *Copier
 	node     string
 	db       int
+	shard    string // ShardTag, part of the temporary key names
 	src, dst valkey.Client // routing clients
 	commands atomic.Bool   // fast path refused: commands from now on
 
@@ -253,7 +254,7 @@ func (c *Copier) CopyChunk(ctx context.Context, ch Chunk, lim Limits) (Result, e
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	run := &chunkRun{c: c, node: ch.Node, db: ch.DB, src: src, dst: dst, cancel: cancel, keys: make(chan keyJob)}
+	run := &chunkRun{c: c, node: ch.Node, db: ch.DB, shard: ShardTag(ch.Node, ch.DB), src: src, dst: dst, cancel: cancel, keys: make(chan keyJob)}
 	run.commands.Store(ch.Commands || c.opts.Strategy == StrategyCommands ||
 		(c.opts.Strategy == StrategyAuto && !c.opts.FastPath))
 

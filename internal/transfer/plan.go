@@ -51,14 +51,39 @@ func Plan(src, dst topology.Info, dbs []int) ([]Chunk, error) {
 	return out, nil
 }
 
-// Sweep deletes the job's leftover temporary keys from target database db
-// on every target master, and returns how many it removed.
-func (c *Copier) Sweep(ctx context.Context, db int) (int64, error) {
+// SweepShard deletes the temporary keys a shard's chunks left on the
+// target (a chunk that failed or was interrupted); call it when none of the
+// shard's chunks runs. It returns how many keys it removed.
+func (c *Copier) SweepShard(ctx context.Context, ch Chunk) (int64, error) {
+	return c.sweep(ctx, c.opts.TargetDB(ch.DB), TempPattern(c.opts.JobID, ShardTag(ch.Node, ch.DB)))
+}
+
+// SweepJob deletes every temporary key of the job from the target
+// databases the source databases dbs map to; call it when no chunk of the
+// job runs (on resume).
+func (c *Copier) SweepJob(ctx context.Context, dbs []int) (int64, error) {
+	var total int64
+	seen := map[int]bool{}
+	for _, db := range dbs {
+		tdb := c.opts.TargetDB(db)
+		if seen[tdb] {
+			continue
+		}
+		seen[tdb] = true
+		n, err := c.sweep(ctx, tdb, TempPattern(c.opts.JobID, ""))
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (c *Copier) sweep(ctx context.Context, db int, pattern string) (int64, error) {
 	masters, err := c.dst.Masters(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("target masters: %w", err)
 	}
-	pattern := TempPattern(c.opts.JobID)
 	var removed int64
 	for _, addr := range masters {
 		node, err := c.dst.Node(addr, db)

@@ -1,6 +1,8 @@
 package transfer
 
 import (
+	"fmt"
+	"hash/fnv"
 	"crypto/rand"
 	"encoding/hex"
 	"strconv"
@@ -73,23 +75,36 @@ func slotTag(slot int) string {
 	return slotTags.tags[slot]
 }
 
-// TempKey names a temporary key for key, owned by jobID, that lands in the
-// same cluster slot as key for every possible key name: the key's own hash
-// tag when it has one, otherwise a tag chosen to hash to the key's slot.
+// TempKey names a temporary key for key, owned by a job's shard
+// (__kvmigrate_tmp_<job>_<shard>_<random>:{tag}), that lands in the same
+// cluster slot as key for every possible key name: the key's own hash tag
+// when it has one, otherwise a tag chosen to hash to the key's slot.
 // (Wrapping the whole name in braces would break for names holding '}'.)
-func TempKey(jobID, key string) string {
+func TempKey(jobID, shard, key string) string {
 	tag, ok := HashTag(key)
 	if !ok {
 		tag = slotTag(Slot(key))
 	}
 	var r [6]byte
 	_, _ = rand.Read(r[:])
-	return TempPrefix + jobID + "_" + hex.EncodeToString(r[:]) + ":{" + tag + "}"
+	return TempPrefix + jobID + "_" + shard + "_" + hex.EncodeToString(r[:]) + ":{" + tag + "}"
 }
 
-// TempPattern is the SCAN MATCH pattern of a job's temporary keys.
-func TempPattern(jobID string) string {
-	return TempPrefix + globEscape(jobID) + "_*"
+// ShardTag names a shard in its temporary keys: 8 hex digits of a hash of
+// its node and database.
+func ShardTag(node string, db int) string {
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s/%d", node, db)
+	return fmt.Sprintf("%08x", h.Sum32())
+}
+
+// TempPattern is the SCAN MATCH pattern of a job's temporary keys, or of
+// one shard's when shard is not empty.
+func TempPattern(jobID, shard string) string {
+	if shard == "" {
+		return TempPrefix + globEscape(jobID) + "_*"
+	}
+	return TempPrefix + globEscape(jobID) + "_" + shard + "_*"
 }
 
 func globEscape(s string) string {

@@ -65,8 +65,8 @@ func TestTempKeyLandsOnTheKeysSlot(t *testing.T) {
 		keys = append(keys, string(b))
 	}
 	for _, key := range keys {
-		tmp := TempKey("job1", key)
-		require.True(t, strings.HasPrefix(tmp, TempPrefix+"job1_"), tmp)
+		tmp := TempKey("job1", "s1", key)
+		require.True(t, strings.HasPrefix(tmp, TempPrefix+"job1_s1_"), tmp)
 		assert.Equal(t, Slot(key), Slot(tmp), "temp key %q for %q", tmp, key)
 	}
 }
@@ -83,9 +83,11 @@ func TestSlotTagCoversEverySlot(t *testing.T) {
 func TestTempKeysAreUniqueAndMatchTheJobPattern(t *testing.T) {
 	seen := map[string]bool{}
 	for i := 0; i < 1000; i++ {
-		k := TempKey("j", "same")
+		k := TempKey("j", ShardTag("n:1", 0), "same")
 		require.False(t, seen[k])
 		seen[k] = true
 	}
-	assert.Equal(t, `__kvmigrate_tmp_a\*b_*`, TempPattern("a*b"))
+	assert.Equal(t, `__kvmigrate_tmp_a\*b_*`, TempPattern("a*b", ""))
+	assert.Equal(t, `__kvmigrate_tmp_j_0a1b_*`, TempPattern("j", "0a1b"))
+	assert.NotEqual(t, ShardTag("127.0.0.1:7000", 0), ShardTag("127.0.0.1:7000", 1))
 }

@@ -34,7 +34,7 @@ func (r *chunkRun) copyKey(ctx context.Context, kj keyJob) {
 	if ctx.Err() != nil {
 		return
 	}
-	tmp := TempKey(r.c.opts.JobID, kj.key)
+	tmp := TempKey(r.c.opts.JobID, r.shard, kj.key)
 	var (
 		n   copied
 		err error
