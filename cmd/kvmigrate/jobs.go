@@ -1,0 +1,81 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kvmigrate/kvmigrate/internal/job"
+)
+
+func (a *app) jobsCmd() *cobra.Command {
+	var (
+		asJSON bool
+		limit  int
+	)
+	cmd := &cobra.Command{
+		Use:   "jobs [JOB]",
+		Short: "List jobs, newest first, or show one with its shards",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, err := a.openStore()
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			ctx := cmd.Context()
+			if len(args) == 1 {
+				j, err := store.Get(ctx, args[0])
+				if err != nil {
+					return fmt.Errorf("job %s: %w", args[0], err)
+				}
+				shards, err := store.Shards(ctx, j.ID)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSON(a, map[string]any{"job": j, "shards": shards})
+				}
+				fmt.Fprintf(a.out, "job %s  %s %s  %s → %s\n", j.ID, j.Status, j.Stage, j.Source, j.Target)
+				if j.Error != "" {
+					fmt.Fprintf(a.out, "  %s\n", j.Error)
+				}
+				tw := tabwriter.NewWriter(a.out, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "SHARD\tDB\tCURSOR\tDONE\tCOPIED\tFAILED")
+				for _, s := range shards {
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%v\t%d\t%d\n", s.Node, s.DB, s.Cursor, s.Done, s.Counters.Copied, s.Counters.Failed)
+				}
+				return tw.Flush()
+			}
+			jobs, _, err := store.List(ctx, job.ListOptions{Limit: limit})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if jobs == nil {
+					jobs = []job.Job{}
+				}
+				return writeJSON(a, jobs)
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTATUS\tCREATED\tCOPIED\tFAILED\tSOURCE\tTARGET")
+			for _, j := range jobs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", j.ID, j.Status, j.CreatedAt.Local().Format(time.DateTime),
+					j.Counters.Copied, j.Counters.Failed, j.Source, j.Target)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many jobs")
+	return cmd
+}
+
+func writeJSON(a *app, v any) error {
+	enc := json.NewEncoder(a.out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

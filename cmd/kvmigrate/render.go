@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kvmigrate/kvmigrate/internal/endpoint"
+	"github.com/kvmigrate/kvmigrate/internal/job"
+	"github.com/kvmigrate/kvmigrate/internal/topology"
+	"github.com/kvmigrate/kvmigrate/internal/workflow"
+)
+
+// renderOutcome prints the summary table of a run.
+func renderOutcome(w io.Writer, out workflow.Outcome, took time.Duration) {
+	j := out.Job
+	fmt.Fprintf(w, "\njob %s: %s (%s)\n", j.ID, j.Status, took.Round(time.Millisecond))
+	fmt.Fprintf(w, "  source  %s  %s\n", j.Source, describe(out.Source))
+	fmt.Fprintf(w, "  target  %s  %s\n", j.Target, describe(out.Target))
+	if len(out.Shards) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "\tSHARD\tDB\tCOPIED\tSKIPPED\tEXPIRED\tFAILED\tFALLBACKS\tDONE\t")
+		var total job.Counters
+		for _, s := range out.Shards {
+			c := s.Counters
+			total.Add(c)
+			fmt.Fprintf(tw, "\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%v\t\n", s.Node, s.DB, c.Copied, c.Skipped, c.Expired, c.Failed, c.Fallbacks, s.Done)
+		}
+		fmt.Fprintf(tw, "\tTOTAL\t\t%d\t%d\t%d\t%d\t%d\t\t\n", total.Copied, total.Skipped, total.Expired, total.Failed, total.Fallbacks)
+		tw.Flush()
+	}
+	c := j.Counters
+	if out.Elapsed > 0 {
+		fmt.Fprintf(w, "  %d keys, %s in %s: %.0f keys/s\n", c.Copied, bytesHuman(c.Bytes), out.Elapsed.Round(time.Millisecond),
+			float64(c.Copied+c.Skipped+c.Expired)/out.Elapsed.Seconds())
+	}
+	notes := []struct {
+		n    int64
+		text string
+	}{
+		{c.Fallbacks, "keys fell back from DUMP/RESTORE to type commands (the target refused the source's RDB version)"},
+		{c.EvalFallbacks, "compound keys were finished with RENAME then PEXPIRE because the target denies EVAL (not atomic)"},
+		{c.FieldTTLsDropped, "hash field TTLs could not be carried: the target has no per-field expiry"},
+		{c.PendingNotCarried, "stream pending entries were not carried (no command recreates a PEL)"},
+		{c.ListsChanged, "lists changed while they were copied: copy them again once writes stop"},
+		{c.TempKeysSwept, "temporary keys of interrupted copies were removed"},
+	}
+	for _, n := range notes {
+		if n.n > 0 {
+			fmt.Fprintf(w, "  note: %d %s\n", n.n, n.text)
+		}
+	}
+	for _, e := range out.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", e)
+	}
+	for _, e := range out.Errors {
+		fmt.Fprintf(w, "  error: %s\n", endpoint.Redact(e))
+	}
+	if j.Error != "" {
+		fmt.Fprintf(w, "  %s\n", j.Error)
+	}
+}
+
+func describe(i topology.Info) string {
+	if i.Engine == "" {
+		return ""
+	}
+	return "(" + i.String() + ")"
+}
+
+func bytesHuman(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// outcomeJSON is the --json form of a run.
+type outcomeJSON struct {
+	Job       job.Job       `json:"job"`
+	Shards    []job.Shard   `json:"shards"`
+	Source    topology.Info `json:"source"`
+	Target    topology.Info `json:"target"`
+	ElapsedMs int64         `json:"elapsedMs"`
+	Errors    []string      `json:"errors,omitempty"`
+	Warnings  []string      `json:"warnings,omitempty"`
+	Error     string        `json:"error,omitempty"`
+}
+
+func jsonOutcome(out workflow.Outcome, err error) outcomeJSON {
+	o := outcomeJSON{Job: out.Job, Shards: out.Shards, Source: out.Source, Target: out.Target,
+		ElapsedMs: out.Elapsed.Milliseconds(), Errors: out.Errors, Warnings: out.Warnings}
+	if o.Shards == nil {
+		o.Shards = []job.Shard{}
+	}
+	if err != nil {
+		o.Error = endpoint.Redact(err.Error())
+	}
+	return o
+}
