@@ -29,7 +29,6 @@ type progress struct {
 	mu     sync.Mutex
 	bars   map[string]*mpb.Bar
 	totals map[string]int64
-	last   map[string]time.Time
 }
 
 func newProgress(ctx context.Context, w io.Writer) *progress {
@@ -37,7 +36,6 @@ func newProgress(ctx context.Context, w io.Writer) *progress {
 		p:    mpb.NewWithContext(ctx, mpb.WithOutput(w), mpb.WithWidth(32), mpb.WithRefreshRate(150*time.Millisecond)),
 		bars:   map[string]*mpb.Bar{},
 		totals: map[string]int64{},
-		last:   map[string]time.Time{},
 	}
 }
 
@@ -49,15 +47,18 @@ func (p *progress) Planned(jobID string, shards []workflow.ShardPlan) {
 		total := max(s.Keys, processed(s.Done), 1)
 		bar := p.p.AddBar(total,
 			mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.CountersNoUnit("%d / %d keys", decor.WCSyncSpace)),
-			mpb.AppendDecorators(decor.EwmaSpeed(nil, "%.0f keys/s", 30, decor.WCSyncSpace), decor.OnComplete(decor.EwmaETA(decor.ET_STYLE_GO, 30, decor.WCSyncSpace), "done")),
+			mpb.AppendDecorators(decor.AverageSpeed(nil, "%.0f keys/s", decor.WCSyncSpace), decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncSpace), "done")),
 		)
+		// Complete only when the shard says so, not when the count
+		// reaches DBSIZE (keys written since planning add to it).
+		bar.EnableTriggerComplete()
 		bar.SetCurrent(processed(s.Done))
+		bar.DecoratorAverageAdjust(time.Now())
 		if s.Finished {
 			bar.SetTotal(-1, true)
 		}
 		p.bars[name] = bar
 		p.totals[name] = total
-		p.last[name] = time.Now()
 	}
 }
 
@@ -70,15 +71,11 @@ func (p *progress) Progress(node string, db int, delta job.Counters) {
 		return
 	}
 	n := processed(delta)
-	now := time.Now()
-	// Keys written after planning can exceed DBSIZE: grow the total so
-	// the bar does not complete before the shard does.
-	if cur := bar.Current() + n; cur >= p.totals[name] {
-		p.totals[name] = cur + cur/10 + 1
-		bar.SetTotal(p.totals[name], false)
+	if cur := bar.Current() + n; cur > p.totals[name] {
+		p.totals[name] = cur
+		bar.SetTotal(cur, false)
 	}
-	bar.EwmaIncrInt64(n, now.Sub(p.last[name]))
-	p.last[name] = now
+	bar.IncrInt64(n)
 }
 
 func (p *progress) ShardDone(node string, db int) {

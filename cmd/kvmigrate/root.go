@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -18,6 +20,9 @@ type app struct {
 	out, errOut io.Writer
 	storePath   string
 	logLevel    string
+	// cpuProfile and memProfile are hidden flags for bench/: pprof files
+	// written around the command's run.
+	cpuProfile, memProfile string
 }
 
 func newRoot(out, errOut io.Writer) *cobra.Command {
@@ -39,8 +44,56 @@ with KVMIGRATE_SOURCE_PASSWORD and KVMIGRATE_TARGET_PASSWORD.`,
 	root.SetErr(errOut)
 	root.PersistentFlags().StringVar(&a.storePath, "job-store", "", "job store file (default $KVMIGRATE_HOME/jobs.db or ~/.kvmigrate/jobs.db)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&a.cpuProfile, "cpuprofile", "", "write a CPU profile of the command to this file")
+	root.PersistentFlags().StringVar(&a.memProfile, "memprofile", "", "write a heap profile at the end of the command to this file")
+	_ = root.PersistentFlags().MarkHidden("cpuprofile")
+	_ = root.PersistentFlags().MarkHidden("memprofile")
 	root.AddCommand(a.migrateCmd(), a.resumeCmd(), a.jobsCmd(), a.sampleCmd())
+	for _, c := range root.Commands() {
+		if c.RunE != nil {
+			c.RunE = a.profiled(c.RunE)
+		}
+	}
 	return root
+}
+
+// profiled wraps a command's RunE so that --cpuprofile covers the whole run
+// and --memprofile is taken at its end, whether the command fails or not.
+func (a *app) profiled(run func(*cobra.Command, []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) (err error) {
+		if a.cpuProfile != "" {
+			f, err := os.Create(a.cpuProfile)
+			if err != nil {
+				return fmt.Errorf("--cpuprofile: %w", err)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+				return fmt.Errorf("--cpuprofile: %w", err)
+			}
+			defer func() {
+				pprof.StopCPUProfile()
+				if cerr := f.Close(); cerr != nil && err == nil {
+					err = fmt.Errorf("--cpuprofile: %w", cerr)
+				}
+			}()
+		}
+		if a.memProfile != "" {
+			defer func() {
+				f, merr := os.Create(a.memProfile)
+				if merr == nil {
+					runtime.GC()
+					merr = pprof.Lookup("allocs").WriteTo(f, 0)
+					if cerr := f.Close(); merr == nil {
+						merr = cerr
+					}
+				}
+				if merr != nil && err == nil {
+					err = fmt.Errorf("--memprofile: %w", merr)
+				}
+			}()
+		}
+		return run(cmd, args)
+	}
 }
 
 func (a *app) logger() *slog.Logger {
