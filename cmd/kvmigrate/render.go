@@ -15,6 +15,11 @@ import (
 // renderOutcome prints the summary table of a run.
 func renderOutcome(w io.Writer, out workflow.Outcome, took time.Duration) {
 	j := out.Job
+	if len(out.Shards) == 0 && out.Source.Engine == "" {
+		// Failed before planning: the error alone says it all.
+		fmt.Fprintf(w, "job %s: %s\n", j.ID, j.Status)
+		return
+	}
 	fmt.Fprintf(w, "\njob %s: %s (%s)\n", j.ID, j.Status, took.Round(time.Millisecond))
 	fmt.Fprintf(w, "  source  %s  %s\n", j.Source, describe(out.Source))
 	fmt.Fprintf(w, "  target  %s  %s\n", j.Target, describe(out.Target))
