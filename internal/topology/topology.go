@@ -113,14 +113,16 @@ func MaxRDBVersion(engine, version string) int {
 }
 
 // Accepts reports whether RESTORE on this server takes a payload of RDB
-// version v. With rdb-version-check relaxed (Valkey 8.1+) newer versions
-// pass, except the range 12..79 that Redis 7.4+ uses with another meaning.
+// version v. Versions 12..79 are Redis 7.4+'s and 80+ Valkey 9's: each
+// engine refuses the other's range whatever its own version. Within its own
+// range a server takes up to its own version, or newer ones with
+// rdb-version-check relaxed (Valkey 8.1+).
 func (i Info) Accepts(v int) bool {
-	own := MaxRDBVersion(i.Engine, i.Version)
-	if v <= own {
-		return true
+	foreign := (i.Engine == Valkey && v >= 12 && v < 80) || (i.Engine == Redis && v >= 80)
+	if foreign {
+		return false
 	}
-	return i.RDBRelaxed && (v < 12 || v >= 80)
+	return v <= MaxRDBVersion(i.Engine, i.Version) || i.RDBRelaxed
 }
 
 // PayloadRDBVersion reads the RDB version from a DUMP payload: the last ten
