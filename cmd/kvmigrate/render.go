@@ -45,7 +45,7 @@ func renderOutcome(w io.Writer, out workflow.Outcome, took time.Duration) {
 		text string
 	}{
 		{c.Fallbacks, "keys fell back from DUMP/RESTORE to type commands (the target refused the source's RDB version)"},
-		{c.EvalFallbacks, "compound keys were finished with RENAME then PEXPIRE because the target denies EVAL (not atomic)"},
+		{c.EvalFallbacks, "compound keys were finished with PEXPIRE then RENAME because the target denies EVAL"},
 		{c.FieldTTLsDropped, "hash field TTLs could not be carried: the target has no per-field expiry"},
 		{c.PendingNotCarried, "stream pending entries were not carried (no command recreates a PEL)"},
 		{c.ListsChanged, "lists changed while they were copied: copy them again once writes stop"},

@@ -72,7 +72,7 @@ func (r *chunkRun) batch(ctx context.Context, keys []string) {
 		case perr != nil:
 			r.fail(k, perr)
 			continue
-		case pttl == -2:
+		case expired(pttl):
 			gone = append(gone, k)
 			continue
 		case len(val) >= inlineMax:
@@ -96,6 +96,15 @@ func (r *chunkRun) batch(ctx context.Context, keys []string) {
 	if len(dumps) > 0 {
 		r.dumpRestore(ctx, dumps)
 	}
+}
+
+// expired tells, from a PTTL reply, that a key is gone or expires in this
+// very millisecond. PTTL answers 0 (not -2) for a key whose expiry time is
+// the server's current millisecond, and a zero TTL written to the target
+// (SET without PX, RESTORE 0, no PEXPIRE) would mean "no expiry": a key that
+// expired on the source would live on the target for ever.
+func expired(pttl int64) bool {
+	return pttl == -2 || pttl == 0
 }
 
 func isWrongType(err error) bool {
@@ -263,7 +272,7 @@ func (r *chunkRun) dumpRestore(ctx context.Context, items []dumpItem) {
 		payload, err := resps[2*i].ToString()
 		pttl, perr := resps[2*i+1].AsInt64()
 		switch {
-		case valkey.IsValkeyNil(err) || (err == nil && perr == nil && pttl == -2):
+		case valkey.IsValkeyNil(err) || (err == nil && perr == nil && expired(pttl)):
 			gone = append(gone, it.key)
 			continue
 		case err != nil:

@@ -73,6 +73,8 @@ type Conns interface {
 
 // Options tune a Copier. Zero values take the defaults.
 type Options struct {
+	// JobID names the job in its temporary keys: 1-64 letters, digits
+	// or '-'.
 	JobID      string
 	Strategy   Strategy
 	OnConflict Conflict
@@ -126,17 +128,21 @@ type Copier struct {
 	log      *slog.Logger
 	limiter  *rate.Limiter
 	// evalDenied is set once the target refuses EVAL; from then on
-	// compound keys are finalised with RENAME + PEXPIRE.
+	// compound keys are finalised with PEXPIRE (on the temporary key) and
+	// RENAME.
 	evalDenied atomic.Bool
 }
 
-var jobIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+// jobIDPattern leaves out '_', the separator in temporary key names: with
+// it, the sweep pattern of job "a" (__kvmigrate_tmp_a_*) would match, and
+// delete, the temporary keys of a job "a_b" running on the same target.
+var jobIDPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 
 // New builds a Copier.
 func New(src, dst Conns, opts Options) (*Copier, error) {
 	var problems []string
 	if !jobIDPattern.MatchString(opts.JobID) {
-		problems = append(problems, fmt.Sprintf("job id %q must be 1-64 letters, digits, '-' or '_'", opts.JobID))
+		problems = append(problems, fmt.Sprintf("job id %q must be 1-64 letters, digits or '-'", opts.JobID))
 	}
 	switch opts.Strategy {
 	case "":
@@ -220,11 +226,11 @@ type chunkRun struct {
 	c        *Copier
 	node     string
 	db       int
-	shard    string // ShardTag, part of the temporary key names
+	shard    string        // ShardTag, part of the temporary key names
 	src, dst valkey.Client // routing clients
 	commands atomic.Bool   // fast path refused: commands from now on
 
-	cancel   context.CancelCauseFunc
+	cancel context.CancelCauseFunc
 
 	mu       sync.Mutex
 	counters job.Counters

@@ -40,10 +40,8 @@ func (r *chunkRun) copyStream(ctx context.Context, key, tmp string) (copied, err
 				n.bytes += int64(len(f))
 			}
 		}
-		for _, resp := range r.dst.DoMulti(ctx, cmds...) {
-			if err := resp.Error(); err != nil {
-				return n, fmt.Errorf("XADD: %w", err)
-			}
+		if err := r.writeAll(ctx, "XADD", cmds); err != nil {
+			return n, err
 		}
 		total += len(arr)
 		if len(arr) < elemChunk {
@@ -122,10 +120,8 @@ func (r *chunkRun) copyStream(ctx context.Context, key, tmp string) (copied, err
 			}
 			cmds = append(cmds, r.dst.B().XgroupCreateconsumer().Key(tmp).Group(name).Consumer(str(cm["name"])).Build())
 		}
-		for _, resp := range r.dst.DoMulti(ctx, cmds...) {
-			if err := resp.Error(); err != nil {
-				return n, fmt.Errorf("XGROUP CREATECONSUMER: %w", err)
-			}
+		if err := r.writeAll(ctx, "XGROUP CREATECONSUMER", cmds); err != nil {
+			return n, err
 		}
 	}
 	return n, nil

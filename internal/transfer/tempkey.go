@@ -1,10 +1,10 @@
 package transfer
 
 import (
-	"fmt"
-	"hash/fnv"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"

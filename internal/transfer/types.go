@@ -93,7 +93,7 @@ func (r *chunkRun) finish(ctx context.Context, key, tmp string, n copied) error 
 	if err != nil {
 		return err
 	}
-	if pttl == -2 {
+	if expired(pttl) {
 		return errVanished
 	}
 	ttl := max(pttl, 0)
@@ -111,7 +111,7 @@ func (r *chunkRun) finish(ctx context.Context, key, tmp string, n copied) error 
 			moved = res == 1
 		case isNoPerm(err):
 			if !r.c.evalDenied.Swap(true) {
-				r.c.log.Warn("target denies EVAL; finishing compound keys with RENAME then PEXPIRE (not atomic)")
+				r.c.log.Warn("target denies EVAL; finishing compound keys with PEXPIRE on the temporary key, then RENAME")
 			}
 		case isNoSuchKey(err):
 			return errVanished
@@ -121,7 +121,7 @@ func (r *chunkRun) finish(ctx context.Context, key, tmp string, n copied) error 
 	}
 	if r.c.evalDenied.Load() {
 		evalFallback = 1
-		if moved, err = r.renameThenExpire(ctx, key, tmp, ttl, skip); err != nil {
+		if moved, err = r.expireThenRename(ctx, key, tmp, ttl, skip); err != nil {
 			return err
 		}
 	}
@@ -135,11 +135,21 @@ func (r *chunkRun) finish(ctx context.Context, key, tmp string, n copied) error 
 	return nil
 }
 
-func (r *chunkRun) renameThenExpire(ctx context.Context, key, tmp string, ttl int64, skip bool) (bool, error) {
+// expireThenRename finishes a key without EVAL. The TTL goes on tmp first
+// and RENAME carries it over, so the key never shows on the target without
+// its TTL: not when PEXPIRE fails, nor when this process or the target dies
+// between the two commands (RENAME then PEXPIRE would leave a key that
+// lives for ever there).
+func (r *chunkRun) expireThenRename(ctx context.Context, key, tmp string, ttl int64, skip bool) (bool, error) {
+	if ttl > 0 {
+		if err := r.dst.Do(ctx, r.dst.B().Pexpire().Key(tmp).Milliseconds(ttl).Build()).Error(); err != nil {
+			return false, fmt.Errorf("PEXPIRE before RENAME: %w", err)
+		}
+	}
 	if skip {
 		ok, err := r.dst.Do(ctx, r.dst.B().Renamenx().Key(tmp).Newkey(key).Build()).AsBool()
 		if err != nil {
-			if isNoSuchKey(err) {
+			if isNoSuchKey(err) { // tmp expired: so did the source key
 				return false, errVanished
 			}
 			return false, err
@@ -148,16 +158,13 @@ func (r *chunkRun) renameThenExpire(ctx context.Context, key, tmp string, ttl in
 			r.dst.Do(ctx, r.dst.B().Del().Key(tmp).Build())
 			return false, nil
 		}
-	} else if err := r.dst.Do(ctx, r.dst.B().Rename().Key(tmp).Newkey(key).Build()).Error(); err != nil {
+		return true, nil
+	}
+	if err := r.dst.Do(ctx, r.dst.B().Rename().Key(tmp).Newkey(key).Build()).Error(); err != nil {
 		if isNoSuchKey(err) {
 			return false, errVanished
 		}
 		return false, err
-	}
-	if ttl > 0 {
-		if err := r.dst.Do(ctx, r.dst.B().Pexpire().Key(key).Milliseconds(ttl).Build()).Error(); err != nil {
-			return true, fmt.Errorf("PEXPIRE after RENAME: %w", err)
-		}
 	}
 	return true, nil
 }
@@ -172,9 +179,34 @@ func isNoSuchKey(err error) bool {
 	return ok && strings.Contains(strings.ToLower(verr.Error()), "no such key")
 }
 
-// write sends one write command for tmp and checks it.
+// write sends one write command for tmp and checks it. Once sent, it waits
+// for the reply even if ctx is cancelled meanwhile: valkey-go spreads
+// commands over several connections, so a write abandoned on one could run
+// after copyKey's cleanup DEL on another and leave the temporary key (a
+// whole partial copy of a big key) on the target. The connection's write
+// timeout bounds the wait; the next read notices the cancellation.
 func (r *chunkRun) write(ctx context.Context, cmd valkey.Completed) error {
-	return r.dst.Do(ctx, cmd).Error()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return r.dst.Do(context.WithoutCancel(ctx), cmd).Error()
+}
+
+// writeAll is write for a pipeline of writes to tmp; what names them in
+// the error.
+func (r *chunkRun) writeAll(ctx context.Context, what string, cmds valkey.Commands) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(cmds) == 0 {
+		return nil
+	}
+	for _, resp := range r.dst.DoMulti(context.WithoutCancel(ctx), cmds...) {
+		if err := resp.Error(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	return nil
 }
 
 // read sends one read command to the source under the rate limit.
@@ -286,12 +318,7 @@ func (r *chunkRun) fieldTTLs(ctx context.Context, key, tmp string, pairs []strin
 	for at, f := range byTime {
 		cmds = append(cmds, r.dst.B().Hpexpireat().Key(tmp).UnixTimeMilliseconds(at).Fields().Numfields(int64(len(f))).Field(f...).Build())
 	}
-	for _, resp := range r.dst.DoMulti(ctx, cmds...) {
-		if err := resp.Error(); err != nil {
-			return fmt.Errorf("HPEXPIREAT: %w", err)
-		}
-	}
-	return nil
+	return r.writeAll(ctx, "HPEXPIREAT", cmds)
 }
 
 func (r *chunkRun) copyList(ctx context.Context, key, tmp string) (copied, error) {
@@ -325,6 +352,11 @@ func (r *chunkRun) copyList(ctx context.Context, key, tmp string) (copied, error
 	after, err := r.read(ctx, r.src.B().Llen().Key(key).Build()).AsInt64()
 	if err != nil {
 		return n, rerr(ctx, err)
+	}
+	if after == 0 {
+		// Deleted or expired while it was read (a list is never empty):
+		// it vanished, it did not change.
+		return n, errVanished
 	}
 	if after != before || after != total {
 		r.add(job.Counters{ListsChanged: 1})
