@@ -248,38 +248,48 @@ func rerr(ctx context.Context, err error) error {
 
 func (r *chunkRun) copyHash(ctx context.Context, key, tmp string) (copied, error) {
 	var n copied
-	cursor := uint64(0)
-	written := false
-	for {
-		page, err := r.read(ctx, r.src.B().Hscan().Key(key).Cursor(cursor).Count(elemChunk).Build()).AsScanEntry()
-		if err != nil {
-			return n, rerr(ctx, err)
+	written, err := r.scanPages(ctx, func(cursor uint64) valkey.Completed {
+		return r.src.B().Hscan().Key(key).Cursor(cursor).Count(elemChunk).Build()
+	}, func(pairs []string) error {
+		fv := r.dst.B().Hset().Key(tmp).FieldValue()
+		for i := 0; i+1 < len(pairs); i += 2 {
+			fv = fv.FieldValue(pairs[i], pairs[i+1])
+			n.bytes += int64(len(pairs[i]) + len(pairs[i+1]))
 		}
-		if len(page.Elements) > 0 {
-			fv := r.dst.B().Hset().Key(tmp).FieldValue()
-			for i := 0; i+1 < len(page.Elements); i += 2 {
-				fv = fv.FieldValue(page.Elements[i], page.Elements[i+1])
-				n.bytes += int64(len(page.Elements[i]) + len(page.Elements[i+1]))
-			}
-			if err := r.write(ctx, fv.Build()); err != nil {
-				return n, err
+		if err := r.write(ctx, fv.Build()); err != nil {
+			return err
+		}
+		if r.c.opts.SourceFieldTTL {
+			return r.fieldTTLs(ctx, key, tmp, pairs, &n)
+		}
+		return nil
+	})
+	if err == nil && !written {
+		err = errVanished
+	}
+	return n, err
+}
+
+// scanPages runs a *SCAN cursor loop (cmd builds the command for a
+// cursor) and hands each non-empty page to page. It reports whether any
+// page had elements.
+func (r *chunkRun) scanPages(ctx context.Context, cmd func(cursor uint64) valkey.Completed, page func([]string) error) (bool, error) {
+	written := false
+	for cursor := uint64(0); ; {
+		p, err := r.read(ctx, cmd(cursor)).AsScanEntry()
+		if err != nil {
+			return written, rerr(ctx, err)
+		}
+		if len(p.Elements) > 0 {
+			if err := page(p.Elements); err != nil {
+				return written, err
 			}
 			written = true
-			if r.c.opts.SourceFieldTTL {
-				if err := r.fieldTTLs(ctx, key, tmp, page.Elements, &n); err != nil {
-					return n, err
-				}
-			}
 		}
-		cursor = page.Cursor
-		if cursor == 0 {
-			break
+		if cursor = p.Cursor; cursor == 0 {
+			return written, nil
 		}
 	}
-	if !written {
-		return n, errVanished
-	}
-	return n, nil
 }
 
 // fieldTTLs carries per-field expiry of one HSCAN page (field/value pairs)
@@ -395,18 +405,11 @@ func (r *chunkRun) copySet(ctx context.Context, key, tmp string) (copied, error)
 		}
 		written = len(members) > 0
 	} else {
-		for cursor := uint64(0); ; {
-			page, err := r.read(ctx, r.src.B().Sscan().Key(key).Cursor(cursor).Count(elemChunk).Build()).AsScanEntry()
-			if err != nil {
-				return n, rerr(ctx, err)
-			}
-			if err := add(page.Elements); err != nil {
-				return n, err
-			}
-			written = written || len(page.Elements) > 0
-			if cursor = page.Cursor; cursor == 0 {
-				break
-			}
+		written, err = r.scanPages(ctx, func(cursor uint64) valkey.Completed {
+			return r.src.B().Sscan().Key(key).Cursor(cursor).Count(elemChunk).Build()
+		}, add)
+		if err != nil {
+			return n, err
 		}
 	}
 	if !written {
@@ -453,18 +456,11 @@ func (r *chunkRun) copyZSet(ctx context.Context, key, tmp string) (copied, error
 		}
 		written = len(pairs) > 0
 	} else {
-		for cursor := uint64(0); ; {
-			page, err := r.read(ctx, r.src.B().Zscan().Key(key).Cursor(cursor).Count(elemChunk).Build()).AsScanEntry()
-			if err != nil {
-				return n, rerr(ctx, err)
-			}
-			if err := add(page.Elements); err != nil {
-				return n, err
-			}
-			written = written || len(page.Elements) > 0
-			if cursor = page.Cursor; cursor == 0 {
-				break
-			}
+		written, err = r.scanPages(ctx, func(cursor uint64) valkey.Completed {
+			return r.src.B().Zscan().Key(key).Cursor(cursor).Count(elemChunk).Build()
+		}, add)
+		if err != nil {
+			return n, err
 		}
 	}
 	if !written {
