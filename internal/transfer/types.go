@@ -377,10 +377,6 @@ func (r *chunkRun) copyList(ctx context.Context, key, tmp string) (copied, error
 
 func (r *chunkRun) copySet(ctx context.Context, key, tmp string) (copied, error) {
 	var n copied
-	card, err := r.read(ctx, r.src.B().Scard().Key(key).Build()).AsInt64()
-	if err != nil {
-		return n, rerr(ctx, err)
-	}
 	add := func(members []string) error {
 		for len(members) > 0 {
 			part := members[:min(len(members), elemChunk)]
@@ -394,36 +390,16 @@ func (r *chunkRun) copySet(ctx context.Context, key, tmp string) (copied, error)
 		}
 		return nil
 	}
-	written := false
-	if card <= wholeMax {
-		members, err := r.read(ctx, r.src.B().Smembers().Key(key).Build()).AsStrSlice()
-		if err != nil {
-			return n, rerr(ctx, err)
-		}
-		if err := add(members); err != nil {
-			return n, err
-		}
-		written = len(members) > 0
-	} else {
-		written, err = r.scanPages(ctx, func(cursor uint64) valkey.Completed {
-			return r.src.B().Sscan().Key(key).Cursor(cursor).Count(elemChunk).Build()
-		}, add)
-		if err != nil {
-			return n, err
-		}
-	}
-	if !written {
-		return n, errVanished
-	}
-	return n, nil
+	err := r.copyCollection(ctx, r.src.B().Scard().Key(key).Build(), func() ([]string, error) {
+		return r.read(ctx, r.src.B().Smembers().Key(key).Build()).AsStrSlice()
+	}, func(cursor uint64) valkey.Completed {
+		return r.src.B().Sscan().Key(key).Cursor(cursor).Count(elemChunk).Build()
+	}, add)
+	return n, err
 }
 
 func (r *chunkRun) copyZSet(ctx context.Context, key, tmp string) (copied, error) {
 	var n copied
-	card, err := r.read(ctx, r.src.B().Zcard().Key(key).Build()).AsInt64()
-	if err != nil {
-		return n, rerr(ctx, err)
-	}
 	// add writes member/score pairs; scores pass through as the server's
 	// own text ("1.5", "inf", "-inf"), so they stay exact.
 	add := func(pairs []string) error {
@@ -441,32 +417,44 @@ func (r *chunkRun) copyZSet(ctx context.Context, key, tmp string) (copied, error
 		}
 		return nil
 	}
-	written := false
-	if card <= wholeMax {
+	err := r.copyCollection(ctx, r.src.B().Zcard().Key(key).Build(), func() ([]string, error) {
 		arr, err := r.read(ctx, r.src.B().Zrange().Key(key).Min("0").Max("-1").Withscores().Build()).ToArray()
 		if err != nil {
-			return n, rerr(ctx, err)
+			return nil, err
 		}
-		pairs, err := flattenPairs(arr)
+		return flattenPairs(arr)
+	}, func(cursor uint64) valkey.Completed {
+		return r.src.B().Zscan().Key(key).Cursor(cursor).Count(elemChunk).Build()
+	}, add)
+	return n, err
+}
+
+// copyCollection reads a set or sorted set whole (up to wholeMax elements,
+// by its card command) or page by page with its *SCAN command, and hands
+// the elements to add.
+func (r *chunkRun) copyCollection(ctx context.Context, card valkey.Completed, whole func() ([]string, error),
+	scan func(cursor uint64) valkey.Completed, add func([]string) error) error {
+	size, err := r.read(ctx, card).AsInt64()
+	if err != nil {
+		return rerr(ctx, err)
+	}
+	written := false
+	if size <= wholeMax {
+		items, err := whole()
 		if err != nil {
-			return n, err
+			return rerr(ctx, err)
 		}
-		if err := add(pairs); err != nil {
-			return n, err
+		if err := add(items); err != nil {
+			return err
 		}
-		written = len(pairs) > 0
-	} else {
-		written, err = r.scanPages(ctx, func(cursor uint64) valkey.Completed {
-			return r.src.B().Zscan().Key(key).Cursor(cursor).Count(elemChunk).Build()
-		}, add)
-		if err != nil {
-			return n, err
-		}
+		written = len(items) > 0
+	} else if written, err = r.scanPages(ctx, scan, add); err != nil {
+		return err
 	}
 	if !written {
-		return n, errVanished
+		return errVanished
 	}
-	return n, nil
+	return nil
 }
 
 // flattenPairs turns a ZRANGE WITHSCORES reply (RESP3 [[m, s], ...] or
