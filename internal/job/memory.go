@@ -268,6 +268,26 @@ func (m *Memory) Report(ctx context.Context, id, name string) ([]byte, error) {
 	return bytes.Clone(body), nil
 }
 
+func (m *Memory) ReportNames(ctx context.Context, id, prefix string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, err := m.record(id)
+	if err != nil {
+		return nil, err
+	}
+	names := []string{}
+	for name := range r.reports {
+		if strings.HasPrefix(name, prefix) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
 func (m *Memory) Acquire(ctx context.Context, id string, kind Kind, limit int) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -48,6 +48,12 @@ type Store interface {
 	PutReport(ctx context.Context, id, name string, body []byte) error
 	// Report returns a named report. ErrNotFound for no job or no report.
 	Report(ctx context.Context, id, name string) ([]byte, error)
+	// ReportNames lists the names of the job's reports that begin with
+	// prefix ("" for all), in ascending byte order: a series of reports
+	// such as the baseline snapshots "snapshot#<time>" (DynamoDB: a Query
+	// with begins_with on the sort key). ErrNotFound if the job does not
+	// exist; none is an empty slice.
+	ReportNames(ctx context.Context, id, prefix string) ([]string, error)
 	// Acquire takes one of limit concurrency slots of kind for id,
 	// atomically; ErrLimit when limit slots of that kind are held by other
 	// ids. Idempotent: an id that holds a slot gets nil again. The job need

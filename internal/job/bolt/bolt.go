@@ -442,6 +442,26 @@ func (s *Store) Report(ctx context.Context, id, name string) ([]byte, error) {
 	return out, err
 }
 
+func (s *Store) ReportNames(ctx context.Context, id, prefix string) ([]string, error) {
+	names := []string{}
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		b, err := jobBucket(tx, id)
+		if err != nil {
+			return err
+		}
+		c := b.Bucket(bucketReports).Cursor()
+		p := []byte(prefix)
+		for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+			names = append(names, string(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return names, nil
+}
+
 func (s *Store) Acquire(ctx context.Context, id string, kind job.Kind, limit int) error {
 	if err := job.CheckSlot(id, kind, limit); err != nil {
 		return err

@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) job.Store) {
 		{"keeps counters added while the job is transitioned and updated", testCountersSurviveWrites},
 		{"upserts shard checkpoints and lists them by node and db", testShards},
 		{"stores and replaces reports", testReports},
+		{"lists report names by prefix in order", testReportNames},
 		{"pages through 25 jobs newest first, each once", testListPaging},
 		{"filters the list by kind and status", testListFilters},
 		{"rejects a malformed list token", testListBadToken},
@@ -212,6 +213,10 @@ func testNotFound(t *testing.T, s job.Store) {
 		"Shards":    func() error { _, err := s.Shards(ctx, id); return err },
 		"PutReport": func() error { return s.PutReport(ctx, id, job.ReportAnalysis, []byte("{}")) },
 		"Report":    func() error { _, err := s.Report(ctx, id, job.ReportAnalysis); return err },
+		"ReportNames": func() error {
+			_, err := s.ReportNames(ctx, id, "")
+			return err
+		},
 	}
 	for _, name := range slices.Sorted(maps.Keys(calls)) {
 		assert.ErrorIs(t, calls[name](), job.ErrNotFound, name)
@@ -581,6 +586,43 @@ func testReports(t *testing.T, s job.Store) {
 	_, err = s.Report(ctx, other.ID, job.ReportAnalysis)
 	assert.ErrorIs(t, err, job.ErrNotFound, "reports belong to one job")
 	assert.ErrorIs(t, s.PutReport(ctx, j.ID, "", body), job.ErrInvalid)
+}
+
+func testReportNames(t *testing.T, s job.Store) {
+	ctx := context.Background()
+	j := create(t, s, newJob(job.KindMigration))
+	other := create(t, s, newJob(job.KindMigration))
+
+	names, err := s.ReportNames(ctx, j.ID, "snapshot#")
+	require.NoError(t, err)
+	assert.Empty(t, names, "no reports yet")
+	assert.NotNil(t, names, "none is an empty slice, not nil")
+
+	for _, name := range []string{
+		"snapshot#2026-01-02T03:04:05.000000002Z",
+		job.ReportAnalysis,
+		"snapshot#2026-01-02T03:04:05.000000001Z",
+		"snapshots", // shares the prefix "snapshot" but not "snapshot#"
+		"snapshot#2025-12-31T23:59:59.999999999Z",
+	} {
+		require.NoError(t, s.PutReport(ctx, j.ID, name, []byte(`{}`)))
+	}
+	require.NoError(t, s.PutReport(ctx, other.ID, "snapshot#2026-06-01T00:00:00.000000000Z", []byte(`{}`)))
+	// Replacing a report does not list it twice.
+	require.NoError(t, s.PutReport(ctx, j.ID, "snapshot#2026-01-02T03:04:05.000000001Z", []byte(`{"v":2}`)))
+
+	names, err = s.ReportNames(ctx, j.ID, "snapshot#")
+	require.NoError(t, err)
+	assert.Equal(t, []string{
+		"snapshot#2025-12-31T23:59:59.999999999Z",
+		"snapshot#2026-01-02T03:04:05.000000001Z",
+		"snapshot#2026-01-02T03:04:05.000000002Z",
+	}, names, "only this job's reports with the prefix, ascending")
+
+	all, err := s.ReportNames(ctx, j.ID, "")
+	require.NoError(t, err)
+	assert.Len(t, all, 5, "an empty prefix lists every report")
+	assert.True(t, slices.IsSorted(all), "ascending: %q", all)
 }
 
 // seed creates 25 jobs with increasing CreatedAt (jobs 10 and 11 share one,
