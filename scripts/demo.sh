@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A real migration on local defaults: starts a Redis 7.0 source and a
 # Valkey 8.0 target on free loopback ports, seeds sample data of every type
-# (binary names and values, TTLs, big keys), migrates it with kvmigrate and
-# prints the result. `make demo` installs the engines and builds first.
+# (binary names and values, TTLs, big keys), analyzes and migrates it with
+# kvmigrate run and prints the result. `make demo` installs the engines and builds first.
 #
 #   SOURCE_ENGINE=redis-8.0 TARGET_ENGINE=valkey-8.1 scripts/demo.sh
 #   KEEP=1 scripts/demo.sh     # leave both servers running afterwards
@@ -56,8 +56,8 @@ echo "== source $src_engine at $source_url, target $dst_engine at $target_url"
 for db in 1 2; do
 	"$kvmigrate" sample --target "$source_url/$db" --prefix "db$db:" --per-type 10 >/dev/null
 done
-echo "== kvmigrate migrate --source $source_url --target $target_url"
-"$kvmigrate" migrate --source "$source_url" --target "$target_url" "$@"
+echo "== kvmigrate run --source $source_url --target $target_url (analyze, gate, migrate)"
+"$kvmigrate" run --source "$source_url" --target "$target_url" "$@"
 
 echo "== key counts (DBSIZE per database), source vs target"
 for db in 0 1 2; do

@@ -6,6 +6,8 @@
 #   valkey-8.0  Debian bookworm-backports  (apt, system-wide)
 #   redis-8.0   Debian trixie, extracted into $KVMIGRATE_ENGINES/redis-8.0
 #   valkey-8.1  Debian trixie, extracted into $KVMIGRATE_ENGINES/valkey-8.1
+#   modules/redisearch.so  RediSearch 1.2 (Debian bookworm's redis-redisearch),
+#               extracted, not installed: a real module for the analysis tests
 #
 # The trixie packages are fetched with a private apt configuration (its own
 # source list and state folder under the cache) and unpacked with dpkg -x:
@@ -137,7 +139,26 @@ link_system() {
 	touch "$dest/$name/.done"
 }
 
+# --- a real module for the analysis tests: RediSearch from bookworm --------
+# Downloaded and extracted (dpkg -x), not installed; Redis 7.0 loads it.
+fetch_modules() {
+	local dir=$dest/modules
+	[ -f "$dir/redisearch.so" ] && return 0
+	log "fetching redis-redisearch (bookworm) for the module tests (download + dpkg -x, not installed)"
+	local tmp
+	tmp=$(mktemp -d)
+	if ! (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root redis-redisearch) 2>/dev/null; then
+		as_root apt-get update -qq
+		(cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root redis-redisearch)
+	fi
+	dpkg -x "$tmp"/redis-redisearch_*.deb "$tmp/root"
+	mkdir -p "$dir"
+	cp "$tmp/root/usr/lib/redis/modules/redisearch.so" "$dir/redisearch.so"
+	rm -rf "$tmp"
+}
+
 install_bookworm
+fetch_modules
 link_system redis-7.0 redis
 link_system valkey-8.0 valkey
 extract_trixie redis-8.0 redis-server redis-tools

@@ -49,6 +49,8 @@ with KVMIGRATE_SOURCE_PASSWORD and KVMIGRATE_TARGET_PASSWORD.`,
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
 	_ = root.PersistentFlags().MarkHidden("memprofile")
 	root.AddCommand(a.migrateCmd(), a.resumeCmd(), a.jobsCmd(), a.sampleCmd())
+	root.AddCommand(a.validateCmd())
+	root.AddCommand(a.analyzeCmd(), a.runCmd())
 	for _, c := range root.Commands() {
 		if c.RunE != nil {
 			c.RunE = a.profiled(c.RunE)

@@ -84,8 +84,26 @@ var ErrNotResumable = errors.New("job cannot be resumed")
 
 // Migrate creates a migration job and runs it to the end. The job is in
 // the store as soon as it is created; on Ctrl-C (ctx cancelled) it is left
-// paused and Resume continues it.
+// paused and Resume continues it. Run does the same with the analysis and
+// its gate first.
 func (l *Local) Migrate(ctx context.Context, req Request) (Outcome, error) {
+	return l.migrate(ctx, req, steps{})
+}
+
+// steps are the optional steps of a migration job around the copy.
+type steps struct {
+	// analyze runs once both endpoints are connected, while the job is
+	// analyzing; an error ends the job (see endAnalysis).
+	analyze func(ctx context.Context, id string, src, dst *endpoint.Conn) error
+	// validate runs after a copy without failures, while the job is
+	// validating; an error fails the job.
+	validate func(ctx context.Context, id string, s *session) error
+}
+
+// migrate runs one migration job through its statuses: pending →
+// analyzing (connect, then st.analyze, then plan) → analyzed → running →
+// (validating →) succeeded, or paused/failed/blocked/stopped.
+func (l *Local) migrate(ctx context.Context, req Request, st steps) (Outcome, error) {
 	j := job.Job{
 		ID:      job.NewID(),
 		Kind:    job.KindMigration,
@@ -107,11 +125,23 @@ func (l *Local) Migrate(ctx context.Context, req Request) (Outcome, error) {
 	if err != nil {
 		return Outcome{Job: j}, err
 	}
-	s, err := l.open(ctx, j.ID, req)
+	src, dst, err := dial(ctx, req)
+	if err != nil {
+		return l.failed(ctx, j.ID, err)
+	}
+	if st.analyze != nil {
+		if err := st.analyze(ctx, j.ID, src, dst); err != nil {
+			src.Close()
+			dst.Close()
+			return l.endAnalysis(ctx, j.ID, err)
+		}
+	}
+	s, err := l.setup(ctx, j.ID, req, src, dst)
 	if err != nil {
 		return l.failed(ctx, j.ID, err)
 	}
 	defer s.close()
+	s.validate = st.validate
 
 	chunks, err := transfer.Plan(s.sinfo, s.dinfo, s.dbs)
 	if err != nil {
@@ -182,6 +212,7 @@ type session struct {
 	copier       *transfer.Copier
 	dbs          []int // source databases (nil: all in use)
 	observer     Observer
+	validate     func(ctx context.Context, id string, s *session) error // nil: no validation step
 }
 
 func (s *session) close() {
@@ -190,15 +221,29 @@ func (s *session) close() {
 }
 
 func (l *Local) open(ctx context.Context, id string, req Request) (*session, error) {
-	src, err := endpoint.Dial(ctx, req.Source)
+	src, dst, err := dial(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("source: %w", err)
+		return nil, err
 	}
-	dst, err := endpoint.Dial(ctx, req.Target)
-	if err != nil {
+	return l.setup(ctx, id, req, src, dst)
+}
+
+// dial connects to the source and the target.
+func dial(ctx context.Context, req Request) (src, dst *endpoint.Conn, err error) {
+	if src, err = endpoint.Dial(ctx, req.Source); err != nil {
+		return nil, nil, fmt.Errorf("source: %w", err)
+	}
+	if dst, err = endpoint.Dial(ctx, req.Target); err != nil {
 		src.Close()
-		return nil, fmt.Errorf("target: %w", err)
+		return nil, nil, fmt.Errorf("target: %w", err)
 	}
+	return src, dst, nil
+}
+
+// setup discovers both sides and builds the copier; on error it closes
+// the connections.
+func (l *Local) setup(ctx context.Context, id string, req Request, src, dst *endpoint.Conn) (*session, error) {
+	var err error
 	s := &session{src: src, dst: dst, observer: l.Observer}
 	if s.sinfo, err = topology.Discover(ctx, src); err != nil {
 		s.close()
@@ -360,7 +405,21 @@ func (l *Local) run(ctx context.Context, id string, s *session, req Request) (Ou
 		}
 		return out, err
 	}
-	out.Job, err = l.Store.Transition(bg, id, job.StatusSucceeded, func(j *job.Job) { j.Stage = "copied" })
+	if s.validate != nil {
+		if _, err := l.Store.Transition(bg, id, job.StatusValidating, func(j *job.Job) { j.Stage = "validating" }); err != nil {
+			return out, err
+		}
+		if verr := s.validate(ctx, id, s); verr != nil {
+			o, err := l.failed(bg, id, fmt.Errorf("validation: %w", verr))
+			out.Job = o.Job
+			return out, err
+		}
+	}
+	stage := "copied"
+	if s.validate != nil {
+		stage = "validated"
+	}
+	out.Job, err = l.Store.Transition(bg, id, job.StatusSucceeded, func(j *job.Job) { j.Stage = stage })
 	return out, err
 }
 

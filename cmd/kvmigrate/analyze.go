@@ -1,0 +1,108 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kvmigrate/kvmigrate/internal/analysis"
+	"github.com/kvmigrate/kvmigrate/internal/workflow"
+)
+
+// analysisFlags are the analysis options of analyze and run.
+type analysisFlags struct {
+	sample     int
+	timeBudget time.Duration
+}
+
+func (f *analysisFlags) register(cmd *cobra.Command) {
+	cmd.Flags().IntVar(&f.sample, "sample", analysis.DefaultSample,
+		fmt.Sprintf("keys to sample over all masters (%d to %d)", analysis.MinSample, analysis.MaxSample))
+	cmd.Flags().DurationVar(&f.timeBudget, "time-budget", analysis.DefaultTimeBudget, "stop sampling after this long and extrapolate from what was sampled")
+}
+
+// options checks the flags and returns the analysis options.
+func (f *analysisFlags) options(maxOps int) (analysis.Options, error) {
+	o := analysis.Options{Sample: f.sample, TimeBudget: f.timeBudget, MaxOps: maxOps}
+	if f.timeBudget <= 0 {
+		return o, usageError{errors.New("--time-budget must be positive")}
+	}
+	if err := o.Check(); err != nil {
+		return o, usageError{fmt.Errorf("--sample: %w", err)}
+	}
+	return o, nil
+}
+
+// errBlockingFindings makes analyze exit non-zero; the report says why.
+var errBlockingFindings = errors.New("the analysis has blocking findings: a migration would be refused without --force")
+
+func (a *app) analyzeCmd() *cobra.Command {
+	var (
+		source, target string
+		af             analysisFlags
+		maxOps         int
+		asJSON         bool
+	)
+	cmd := &cobra.Command{
+		Use:   "analyze --source URL --target URL",
+		Short: "Report what a migration would move and what would break, without writing anything",
+		Long: `Read the source and the target (never writing to either) and report the
+engines, topology, databases, a sampled type/TTL/memory profile, hash field
+TTLs, the command mix, whether DUMP/RESTORE can be used, how much of the
+source already exists on the target, and findings with a severity.
+
+Blocking findings make the exit code 1: kvmigrate run refuses such a
+migration unless given --force. The report is kept with the job
+(kvmigrate jobs JOB).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			src, err := parseEndpoint("source", source, "KVMIGRATE_SOURCE_PASSWORD")
+			if err != nil {
+				return err
+			}
+			dst, err := parseEndpoint("target", target, "KVMIGRATE_TARGET_PASSWORD")
+			if err != nil {
+				return err
+			}
+			if maxOps < 0 {
+				return usageError{errors.New("--max-ops must not be negative")}
+			}
+			opts, err := af.options(maxOps)
+			if err != nil {
+				return err
+			}
+			store, err := a.openStore()
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			l := &workflow.Local{Store: store, Log: a.logger()}
+			out, err := l.Analyze(cmd.Context(), workflow.AnalyzeRequest{Source: src, Target: dst, Options: opts})
+			if err != nil {
+				if out.Job.ID != "" {
+					return fmt.Errorf("analysis job %s: %w", out.Job.ID, err)
+				}
+				return err
+			}
+			if asJSON {
+				if err := writeJSON(a, out.Report); err != nil {
+					return err
+				}
+			} else if err := out.Report.WriteText(a.out); err != nil {
+				return err
+			}
+			if out.Report.Blocking {
+				return errBlockingFindings
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&source, "source", "", "source URL (password: $KVMIGRATE_SOURCE_PASSWORD)")
+	cmd.Flags().StringVar(&target, "target", "", "target URL (password: $KVMIGRATE_TARGET_PASSWORD)")
+	cmd.Flags().IntVar(&maxOps, "max-ops", 0, "at most this many commands per second on each side (0: no limit)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	af.register(cmd)
+	return cmd
+}

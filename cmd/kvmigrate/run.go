@@ -1,0 +1,144 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kvmigrate/kvmigrate/internal/analysis"
+	"github.com/kvmigrate/kvmigrate/internal/workflow"
+)
+
+// validationNotRun is what run says until the validation step plugs in.
+const validationNotRun = "validation was not run: it is not available in this version yet"
+
+func (a *app) runCmd() *cobra.Command {
+	f := &runFlags{}
+	af := &analysisFlags{}
+	cmd := &cobra.Command{
+		Use:   "run --source URL --target URL [--force]",
+		Short: "Analyze, then migrate unless the analysis blocks it (the main local job)",
+		Long: `Run one migration job: analyze the source and the target, refuse the
+migration when the analysis has blocking findings (unless --force), copy
+every key in resumable chunks, then validate (not available yet: run
+stops after the copy and says so).
+
+The analysis report is kept with the job. A refused job ends "blocked" and
+nothing is written to the target. Ctrl-C during the copy leaves the job
+paused: kvmigrate resume JOB. The migrate flags apply to the copy; --max-ops
+also limits the analysis.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			src, err := parseEndpoint("source", f.source, "KVMIGRATE_SOURCE_PASSWORD")
+			if err != nil {
+				return err
+			}
+			dst, err := parseEndpoint("target", f.target, "KVMIGRATE_TARGET_PASSWORD")
+			if err != nil {
+				return err
+			}
+			if err := checkOptions(f.opts); err != nil {
+				return err
+			}
+			aopts, err := af.options(f.opts.MaxOps)
+			if err != nil {
+				return err
+			}
+			return a.run(cmd, f, workflow.RunRequest{
+				Request:  workflow.Request{Source: src, Target: dst, Options: f.opts, ChunkKeys: f.chunkKeys},
+				Analysis: aopts,
+			})
+		},
+	}
+	f.register(cmd, true)
+	af.register(cmd)
+	cmd.Flags().BoolVar(&f.opts.Force, "force", false, "migrate despite blocking findings")
+	return cmd
+}
+
+// run runs the job with the findings printed as soon as the analysis is
+// done, progress bars during the copy, and the outcome at the end.
+func (a *app) run(cmd *cobra.Command, f *runFlags, req workflow.RunRequest) error {
+	store, err := a.openStore()
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	l := &workflow.Local{Store: store, Log: a.logger()}
+	if !f.json {
+		req.OnAnalysis = func(r *analysis.Report) { writeFindings(a.out, r, req.Options.Force) }
+	}
+	var bars *progress
+	if !f.json && !f.noProgress && isTerminal(os.Stderr) {
+		bars = newProgress(cmd.Context(), a.errOut)
+		l.Observer = bars
+	} else if !f.json {
+		l.Observer = newLineProgress(a.errOut)
+	}
+	started := time.Now()
+	out, err := l.Run(cmd.Context(), req)
+	if bars != nil {
+		bars.wait()
+	}
+	if out.Job.ID == "" {
+		return err
+	}
+	if f.json {
+		j := runJSON{outcomeJSON: jsonOutcome(out.Outcome, err), Analysis: out.Report, Validation: validationJSON{Run: out.Validated}}
+		if !out.Validated {
+			j.Validation.Note = validationNotRun
+		}
+		enc := json.NewEncoder(a.out)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(j); jerr != nil {
+			return jerr
+		}
+		return err
+	}
+	renderOutcome(a.out, out.Outcome, time.Since(started))
+	if err == nil && !out.Validated {
+		fmt.Fprintf(a.out, "  %s\n", validationNotRun)
+	}
+	return err
+}
+
+// runJSON is the --json form of run: the migration outcome with the
+// analysis report and the validation's status.
+type runJSON struct {
+	outcomeJSON
+	Analysis   *analysis.Report `json:"analysis"`
+	Validation validationJSON   `json:"validation"`
+}
+
+type validationJSON struct {
+	Run  bool   `json:"run"`
+	Note string `json:"note,omitempty"`
+}
+
+// writeFindings prints the analysis in short: the sides, the findings and
+// what the gate decides.
+func writeFindings(w io.Writer, r *analysis.Report, force bool) {
+	fmt.Fprintf(w, "analysis (job %s): %d keys, about %s", r.JobID, r.EstimatedKeys, bytesHuman(r.Memory.EstimatedBytes))
+	if !r.Memory.Available {
+		fmt.Fprint(w, " (memory unknown)")
+	}
+	noun := "findings"
+	if len(r.Findings) == 1 {
+		noun = "finding"
+	}
+	fmt.Fprintf(w, ", %d %s\n", len(r.Findings), noun)
+	for _, f := range r.Findings {
+		fmt.Fprintf(w, "  %-8s  %-16s  %s\n", f.Severity, f.Category, f.Message)
+	}
+	switch {
+	case !r.Blocking:
+	case force:
+		fmt.Fprintln(w, "  blocking findings overridden by --force: migrating anyway")
+	default:
+		fmt.Fprintln(w, "  blocking findings: the migration is refused (fix them, or pass --force)")
+	}
+}

@@ -1,0 +1,275 @@
+package analysis
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"unicode"
+)
+
+// WriteText renders r for a terminal: the findings first, then the sides,
+// the sample's figures in tables, and one section per source master.
+func (r *Report) WriteText(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
+	table := func(rows func(tw *tabwriter.Writer)) {
+		tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+		rows(tw)
+		tw.Flush()
+	}
+
+	title := "Analysis"
+	if r.JobID != "" {
+		title += " " + r.JobID
+	}
+	p("%s (%d ms)\n", title, r.DurationMs)
+	p("  source  %s\n          %s\n", r.Source.Endpoint, describeSide(r.Source))
+	p("  target  %s\n          %s\n", r.Target.Endpoint, describeSide(r.Target))
+
+	p("\nFindings")
+	nb := len(r.BlockingFindings())
+	switch {
+	case len(r.Findings) == 0:
+		p(": none\n")
+	case nb > 0:
+		p(" (%d blocking: a migration is refused unless forced)\n", nb)
+	default:
+		p(" (none blocking)\n")
+	}
+	for _, f := range r.Findings {
+		p("  %-8s  %-16s  %s\n", f.Severity, f.Category, f.Message)
+	}
+
+	s := r.Sample
+	p("\nSample: %s of %s keys", num(s.Sampled), num(r.EstimatedKeys))
+	switch {
+	case s.Complete:
+		p(" (every key: the figures are exact)\n")
+	case s.StoppedBy != "":
+		p(" (stopped by the %d ms time budget)\n", s.TimeBudgetMs)
+	default:
+		p(" (%.1f %%; figures extrapolated per shard)\n", 100*float64(s.Sampled)/float64(max(r.EstimatedKeys, 1)))
+	}
+	if len(r.Types) > 0 {
+		table(func(tw *tabwriter.Writer) {
+			fmt.Fprintln(tw, "  TYPE\tSAMPLED\tESTIMATED\t")
+			for _, t := range r.Types {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t\n", t.Type, num(t.Sampled), num(t.Estimated))
+			}
+		})
+	}
+	m := r.Memory
+	if m.Available {
+		p("\nMemory: about %s", humanBytes(m.EstimatedBytes))
+		if m.Confidence != "exact" {
+			p(" (95 %%: %s to %s)", humanBytes(m.LowBytes), humanBytes(m.HighBytes))
+		}
+		p(", confidence %s\n  %s\n", m.Confidence, m.Note)
+		if m.ServerBytes > 0 {
+			p("  The source itself accounts %s to its keys (MEMORY STATS, every database).\n", humanBytes(m.ServerBytes))
+		}
+	} else {
+		p("\nMemory: no estimate (%s)\n", m.Note)
+	}
+
+	p("\nTTLs (estimated keys)\n")
+	table(func(tw *tabwriter.Writer) {
+		e := r.TTL.Estimated
+		fmt.Fprintln(tw, "  NONE\t< 1 H\t< 24 H\t< 7 D\t≥ 7 D\t")
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t\n", num(e.None), num(e.Under1h), num(e.Under24h), num(e.Under7d), num(e.Over7d))
+	})
+
+	p("\nShards\n")
+	table(func(tw *tabwriter.Writer) {
+		fmt.Fprintln(tw, "  MASTER\tDB\tKEYS\tSAMPLED\tMEMORY\tTYPES\t")
+		for _, sh := range r.Shards {
+			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\t\n", sh.Node, sh.DB, num(sh.Keys), num(sh.Sampled), humanBytes(sh.EstimatedBytes), typeMix(sh.Types))
+		}
+	})
+	for _, side := range []struct {
+		name string
+		s    Side
+	}{{"source", r.Source}, {"target", r.Target}} {
+		if !side.s.Cluster {
+			continue
+		}
+		p("\n%s masters\n", strings.ToUpper(side.name[:1])+side.name[1:])
+		table(func(tw *tabwriter.Writer) {
+			fmt.Fprintln(tw, "  MASTER\tSLOTS\tREPLICAS\tKEYS\tUSED MEMORY\tMAXMEMORY\t")
+			for _, mm := range side.s.Masters {
+				fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\t%s\t%s\t\n", mm.Addr, mm.SlotCount, mm.Replicas, num(mm.Keys), humanBytes(mm.UsedMemory), maxMemory(mm.MaxMemory))
+			}
+		})
+	}
+
+	if len(r.LargestKeys.ByMemory) > 0 {
+		p("\nLargest sampled keys by memory\n")
+		keyTable(bw, r.LargestKeys.ByMemory)
+	}
+	if len(r.LargestKeys.ByElements) > 0 {
+		p("\nLargest sampled keys by elements\n")
+		keyTable(bw, r.LargestKeys.ByElements)
+	}
+
+	h := r.HashFieldTTL
+	p("\nHash field TTLs: ")
+	if h.Checked {
+		p("%d of %d sampled hashes have field TTLs (%d fields)", h.HashesWithTTL, h.HashesSampled, h.FieldsWithTTL)
+		if h.ServerHashes >= 0 {
+			p("; the source counts %d", h.ServerHashes)
+		}
+		p("; target support: %v\n", yesNo(h.TargetSupported))
+	} else {
+		p("not checked: %s\n", h.Note)
+	}
+
+	c := r.Commands
+	p("\nCommands")
+	if len(c.Calls) > 0 {
+		p("\n  most called: %s", counts(c.Calls))
+	}
+	for _, l := range c.Logs {
+		p("\n  %s %s (%d entries): %s", c.Log, l.Type, l.Entries, counts(l.Top))
+	}
+	if c.Note != "" {
+		p("\n  (%s)", c.Note)
+	}
+	p("\n")
+
+	f := r.FastPath
+	p("\nDUMP/RESTORE fast path: ")
+	if f.Available {
+		p("available (source RDB %d)\n", f.SourceRDBVersion)
+	} else {
+		p("unavailable (source RDB %d, target accepts up to %d): type commands are used\n", f.SourceRDBVersion, f.TargetRDBVersion)
+	}
+	o := r.Overlap
+	p("Target: %s keys in the databases written to", num(o.TargetKeys))
+	if o.Checked > 0 {
+		p("; %d of %d sampled keys exist there (about %s in all)", o.Existing, o.Checked, num(o.Estimated))
+	}
+	p("\n")
+	for _, n := range r.Notes {
+		p("note: %s\n", n)
+	}
+	return bw.Flush()
+}
+
+func describeSide(s Side) string {
+	var b strings.Builder
+	if s.Engine == "" {
+		b.WriteString("engine unknown")
+	} else {
+		fmt.Fprintf(&b, "%s %s", s.Engine, s.Version)
+	}
+	if s.Cluster {
+		fmt.Fprintf(&b, " cluster (%d masters)", len(s.Masters))
+	} else {
+		b.WriteString(" standalone")
+	}
+	fmt.Fprintf(&b, ", %s keys", num(s.Keys))
+	if len(s.Databases) > 1 {
+		fmt.Fprintf(&b, " in %d databases", len(s.Databases))
+	}
+	if s.UsedMemory > 0 {
+		fmt.Fprintf(&b, ", %s used", humanBytes(s.UsedMemory))
+	}
+	fmt.Fprintf(&b, ", maxmemory %s", maxMemory(s.MaxMemory))
+	if s.MaxMemoryPolicy != "" {
+		fmt.Fprintf(&b, " (%s)", s.MaxMemoryPolicy)
+	}
+	return b.String()
+}
+
+func maxMemory(n int64) string {
+	if n <= 0 {
+		return "none"
+	}
+	return humanBytes(n)
+}
+
+func keyTable(w io.Writer, keys []KeyInfo) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  KEY\tTYPE\tMEMORY\tELEMENTS\tMASTER\tDB\t")
+	for _, k := range keys {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t\n", DisplayKey(k.Key), k.Type, humanBytes(k.Bytes), num(k.Elements), k.Node, k.DB)
+	}
+	tw.Flush()
+}
+
+// DisplayKey shows a key name on a terminal: as is when it is printable,
+// quoted (Go syntax) otherwise, and cut after 60 characters.
+func DisplayKey(k string) string {
+	plain := k != ""
+	for _, r := range k {
+		if r == unicode.ReplacementChar || !unicode.IsPrint(r) || unicode.IsSpace(r) {
+			plain = false
+			break
+		}
+	}
+	if !plain {
+		k = strconv.Quote(k)
+	}
+	if r := []rune(k); len(r) > 60 {
+		k = string(r[:57]) + "..."
+	}
+	return k
+}
+
+func typeMix(types map[string]int64) string {
+	names := make([]string, 0, len(types))
+	for t := range types {
+		names = append(names, t)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if types[names[i]] != types[names[j]] {
+			return types[names[i]] > types[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	parts := make([]string, len(names))
+	for i, t := range names {
+		parts[i] = fmt.Sprintf("%s %d", t, types[t])
+	}
+	return strings.Join(parts, ", ")
+}
+
+func counts(c []CommandCount) string {
+	if len(c) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(c))
+	for i, x := range c {
+		parts[i] = fmt.Sprintf("%s %s", x.Command, num(x.Count))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// num writes n with thousands separators: 1,234,567.
+func num(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}

@@ -1,0 +1,429 @@
+package analysis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+)
+
+const (
+	// probeBatch is how many keys one pipeline looks at.
+	probeBatch = 250
+	// maxScanCount is the SCAN COUNT hint's ceiling.
+	maxScanCount = 1000
+	// hfeFields is how many fields of a hash are checked for TTLs.
+	hfeFields = 1000
+	// largest is how many keys LargestKeys lists per ranking.
+	largest = 10
+	// maxExamples bounds the overlap examples.
+	maxExamples = 10
+	// parallelMasters bounds the masters sampled at once.
+	parallelMasters = 4
+)
+
+// errDenied stops the sampling of a shard whose user may not run a
+// command every key needs (the denial is recorded as a finding).
+var errDenied = errors.New("sampling denied")
+
+// shardResult is what the sample of one shard saw.
+type shardResult struct {
+	sampled  int64
+	complete bool
+	types    map[string]int64
+	ttl      Buckets
+
+	memN          int64
+	memSum, memSq float64
+
+	hashes, hashesTTL, fieldsTTL int64
+
+	checked, existing int64
+	examples          []string
+
+	byMem, byElems []KeyInfo
+}
+
+// sampleAll samples every shard, masters in parallel and the databases of
+// one master one after the other. stopped is true when the time budget ran
+// out.
+func (a *analyzer) sampleAll(ctx context.Context, s, d *sideData, plan []shardPlan) ([]shardResult, bool, error) {
+	a.hfeOK.Store(s.info.HashFieldTTL)
+	deadline := time.Now().Add(a.opts.TimeBudget)
+	results := make([]shardResult, len(plan))
+	byNode := map[string][]int{}
+	var nodes []string
+	for i, p := range plan {
+		if byNode[p.node] == nil {
+			nodes = append(nodes, p.node)
+		}
+		byNode[p.node] = append(byNode[p.node], i)
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		stopped  bool
+		sem      = make(chan struct{}, parallelMasters)
+	)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, node := range nodes {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			for _, i := range byNode[node] {
+				res, over, err := a.sampleShard(runCtx, s, d, plan[i], deadline)
+				mu.Lock()
+				results[i] = res
+				stopped = stopped || over
+				if err != nil && firstErr == nil {
+					firstErr = fmt.Errorf("sample %s db %d: %w", plan[i].node, plan[i].db, err)
+					cancel()
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil, false, ctx.Err()
+	}
+	return results, stopped, firstErr
+}
+
+// sampleShard SCANs one shard from cursor 0 until its quota, the end of
+// the shard, or the deadline.
+func (a *analyzer) sampleShard(ctx context.Context, s, d *sideData, p shardPlan, deadline time.Time) (shardResult, bool, error) {
+	res := shardResult{types: map[string]int64{}}
+	node, err := s.conn.Node(p.node, p.db)
+	if err != nil {
+		return res, false, err
+	}
+	var target valkey.Client
+	if p.targetOK {
+		if target, err = d.conn.Client(p.tdb); err != nil {
+			return res, false, fmt.Errorf("target db %d: %w", p.tdb, err)
+		}
+	}
+	seen := map[string]struct{}{}
+	var cursor uint64
+	truncated := false
+	for {
+		if time.Now().After(deadline) {
+			return res, true, nil
+		}
+		want := p.quota - int(res.sampled)
+		if err := a.srcLim.wait(ctx, 1); err != nil {
+			return res, false, err
+		}
+		count := int64(min(max(want, 10), maxScanCount))
+		page, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Count(count).Build()).AsScanEntry()
+		if err != nil {
+			if isNoPerm(err) {
+				a.deny(s.name, "SCAN")
+				return res, false, nil
+			}
+			return res, false, fmt.Errorf("SCAN: %w", err)
+		}
+		keys := make([]string, 0, len(page.Elements))
+		for _, k := range page.Elements {
+			if _, dup := seen[k]; dup { // SCAN may return a key twice
+				continue
+			}
+			seen[k] = struct{}{}
+			keys = append(keys, k)
+		}
+		if len(keys) > want {
+			keys, truncated = keys[:want], true
+		}
+		for start := 0; start < len(keys); start += probeBatch {
+			batch := keys[start:min(start+probeBatch, len(keys))]
+			if err := a.probe(ctx, s.name, node, target, p, batch, &res); err != nil {
+				if errors.Is(err, errDenied) {
+					return res, false, nil
+				}
+				return res, false, err
+			}
+		}
+		if cursor = page.Cursor; cursor == 0 {
+			res.complete = !truncated
+			break
+		}
+		if int(res.sampled) >= p.quota {
+			break
+		}
+	}
+	return res, false, nil
+}
+
+// probe looks at one batch of keys with pipelines: TYPE, PTTL and MEMORY
+// USAGE; then the element count by type (and, for hashes on a server with
+// field TTLs, HSCAN NOVALUES); then HPEXPIRETIME of those fields; then
+// EXISTS on the target.
+func (a *analyzer) probe(ctx context.Context, side string, node, target valkey.Client, p shardPlan, keys []string, res *shardResult) error {
+	b := node.B()
+	mem := a.memOK.Load()
+	per := 2
+	if mem {
+		per = 3
+	}
+	cmds := make(valkey.Commands, 0, per*len(keys))
+	for _, k := range keys {
+		cmds = append(cmds, b.Type().Key(k).Build(), b.Pttl().Key(k).Build())
+		if mem {
+			cmds = append(cmds, b.MemoryUsage().Key(k).Build())
+		}
+	}
+	if err := a.srcLim.wait(ctx, len(cmds)); err != nil {
+		return err
+	}
+	replies := node.DoMulti(ctx, cmds...)
+	kinds := make([]string, len(keys))
+	infos := make([]KeyInfo, len(keys))
+	for i, k := range keys {
+		kind, err := replies[i*per].ToString()
+		if err != nil {
+			if isNoPerm(err) {
+				a.deny(side, "TYPE")
+				return errDenied
+			}
+			return fmt.Errorf("TYPE: %w", err)
+		}
+		if kind == "none" { // expired or deleted since SCAN
+			continue
+		}
+		pttl, err := replies[i*per+1].AsInt64()
+		if err != nil {
+			if isNoPerm(err) {
+				a.deny(side, "PTTL")
+				return errDenied
+			}
+			return fmt.Errorf("PTTL: %w", err)
+		}
+		if pttl == -2 {
+			continue
+		}
+		kinds[i] = kind
+		res.sampled++
+		res.types[kind]++
+		addTTL(&res.ttl, pttl)
+		infos[i] = KeyInfo{Key: k, Type: kind, Node: p.node, DB: p.db}
+		if mem {
+			n, err := replies[i*per+2].AsInt64()
+			switch {
+			case err == nil:
+				infos[i].Bytes = n
+				res.memN++
+				res.memSum += float64(n)
+				res.memSq += float64(n) * float64(n)
+			case valkey.IsValkeyNil(err): // gone meanwhile
+			case isNoPerm(err):
+				a.deny(side, "MEMORY USAGE")
+				a.memOK.Store(false)
+				mem = false
+			default:
+				var verr *valkey.ValkeyError
+				if !errors.As(err, &verr) {
+					return fmt.Errorf("MEMORY USAGE: %w", err)
+				}
+				a.note("source: MEMORY USAGE failed (%s); no memory estimate", firstLine(verr.Error()))
+				a.memOK.Store(false)
+				mem = false
+			}
+		}
+	}
+
+	// Element counts, and the fields of hashes when field TTLs exist.
+	hfe := a.hfeOK.Load()
+	cmds = cmds[:0]
+	type slot struct{ i, lenAt, scanAt int }
+	var slots []slot
+	for i, k := range keys {
+		name, known := lenCommands[kinds[i]]
+		if !known {
+			continue
+		}
+		sl := slot{i: i, lenAt: len(cmds), scanAt: -1}
+		cmds = append(cmds, b.Arbitrary(name).Keys(k).Build())
+		if kinds[i] == "hash" && hfe {
+			sl.scanAt = len(cmds)
+			cmds = append(cmds, b.Hscan().Key(k).Cursor(0).Count(hfeFields).Novalues().Build())
+		}
+		slots = append(slots, sl)
+	}
+	if len(cmds) > 0 {
+		if err := a.srcLim.wait(ctx, len(cmds)); err != nil {
+			return err
+		}
+		replies = node.DoMulti(ctx, cmds...)
+	}
+	var ttlCmds valkey.Commands
+	var ttlOf []int // key index of each HPEXPIRETIME
+	for _, sl := range slots {
+		n, err := replies[sl.lenAt].AsInt64()
+		if _, fatal := a.optional(side, lenCommands[kinds[sl.i]], err); fatal != nil {
+			return fatal
+		}
+		infos[sl.i].Elements = n
+		if kinds[sl.i] == "hash" {
+			res.hashes++
+		}
+		if sl.scanAt < 0 {
+			continue
+		}
+		scan, err := replies[sl.scanAt].AsScanEntry()
+		if err != nil {
+			ok, fatal := a.optional(side, "HSCAN", err)
+			if fatal != nil {
+				return fatal
+			}
+			if !ok {
+				a.hfeOK.Store(false)
+			}
+			continue
+		}
+		if len(scan.Elements) == 0 {
+			continue
+		}
+		fields := scan.Elements
+		if len(fields) > hfeFields {
+			fields = fields[:hfeFields]
+		}
+		ttlCmds = append(ttlCmds, b.Hpexpiretime().Key(keys[sl.i]).Fields().Numfields(int64(len(fields))).Field(fields...).Build())
+		ttlOf = append(ttlOf, sl.i)
+	}
+	if len(ttlCmds) > 0 {
+		if err := a.srcLim.wait(ctx, len(ttlCmds)); err != nil {
+			return err
+		}
+		for _, r := range node.DoMulti(ctx, ttlCmds...) {
+			times, err := r.AsIntSlice()
+			if err != nil {
+				ok, fatal := a.optional(side, "HPEXPIRETIME", err)
+				if fatal != nil {
+					return fatal
+				}
+				if !ok {
+					a.hfeOK.Store(false)
+					break
+				}
+				continue
+			}
+			n := int64(0)
+			for _, t := range times {
+				if t >= 0 {
+					n++
+				}
+			}
+			if n > 0 {
+				res.hashesTTL++
+				res.fieldsTTL += n
+			}
+		}
+	}
+
+	for i := range keys {
+		if kinds[i] == "" {
+			continue
+		}
+		res.byMem = keepTop(res.byMem, infos[i], func(k KeyInfo) int64 { return k.Bytes })
+		if kinds[i] != "string" {
+			res.byElems = keepTop(res.byElems, infos[i], func(k KeyInfo) int64 { return k.Elements })
+		}
+	}
+	return a.overlap(ctx, target, keys, kinds, res)
+}
+
+// overlap looks the sampled keys up on the target with EXISTS.
+func (a *analyzer) overlap(ctx context.Context, target valkey.Client, keys, kinds []string, res *shardResult) error {
+	if target == nil {
+		return nil
+	}
+	cmds := make(valkey.Commands, 0, len(keys))
+	var idx []int
+	for i, k := range keys {
+		if kinds[i] != "" {
+			cmds = append(cmds, target.B().Exists().Key(k).Build())
+			idx = append(idx, i)
+		}
+	}
+	if len(cmds) == 0 {
+		return nil
+	}
+	if err := a.dstLim.wait(ctx, len(cmds)); err != nil {
+		return err
+	}
+	for j, r := range target.DoMulti(ctx, cmds...) {
+		n, err := r.AsInt64()
+		if err != nil {
+			ok, fatal := a.optional("target", "EXISTS", err)
+			if fatal != nil {
+				return fatal
+			}
+			if !ok {
+				return nil
+			}
+			continue
+		}
+		res.checked++
+		if n > 0 {
+			res.existing++
+			if len(res.examples) < maxExamples {
+				res.examples = append(res.examples, keys[idx[j]])
+			}
+		}
+	}
+	return nil
+}
+
+// lenCommands gives each core type's element count command.
+var lenCommands = map[string]string{
+	"string": "STRLEN", "hash": "HLEN", "list": "LLEN", "set": "SCARD", "zset": "ZCARD", "stream": "XLEN",
+}
+
+// addTTL puts a PTTL reply (ms, -1 for none) into its bucket.
+func addTTL(b *Buckets, pttl int64) {
+	const hour = int64(time.Hour / time.Millisecond)
+	switch {
+	case pttl < 0:
+		b.None++
+	case pttl < hour:
+		b.Under1h++
+	case pttl < 24*hour:
+		b.Under24h++
+	case pttl < 7*24*hour:
+		b.Under7d++
+	default:
+		b.Over7d++
+	}
+}
+
+// keepTop inserts k into list, kept sorted by size descending (then key)
+// and at most largest long.
+func keepTop(list []KeyInfo, k KeyInfo, size func(KeyInfo) int64) []KeyInfo {
+	if size(k) <= 0 {
+		return list
+	}
+	if len(list) == largest && size(list[len(list)-1]) >= size(k) {
+		return list
+	}
+	list = append(list, k)
+	sort.SliceStable(list, func(i, j int) bool {
+		if size(list[i]) != size(list[j]) {
+			return size(list[i]) > size(list[j])
+		}
+		return list[i].Key < list[j].Key
+	})
+	if len(list) > largest {
+		list = list[:largest]
+	}
+	return list
+}

@@ -1,0 +1,169 @@
+package workflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/kvmigrate/kvmigrate/internal/analysis"
+	"github.com/kvmigrate/kvmigrate/internal/endpoint"
+	"github.com/kvmigrate/kvmigrate/internal/job"
+)
+
+// MaxAnalyses bounds the analysis jobs running at once (DESIGN: 20).
+const MaxAnalyses = 20
+
+// AnalyzeRequest asks for an analysis job.
+type AnalyzeRequest struct {
+	Source, Target endpoint.Endpoint
+	Options        analysis.Options
+}
+
+// AnalysisOutcome is a finished analysis job and its report (nil when the
+// analysis failed).
+type AnalysisOutcome struct {
+	Job    job.Job
+	Report *analysis.Report
+}
+
+// Analyze runs an analysis job: pending → analyzing → analyzed, with the
+// report stored with the job (job.ReportAnalysis). Blocking findings do
+// not fail an analysis job: Report.Blocking says so, and Run (or the state
+// machine) enforces them.
+func (l *Local) Analyze(ctx context.Context, req AnalyzeRequest) (AnalysisOutcome, error) {
+	if err := req.Options.Check(); err != nil {
+		return AnalysisOutcome{}, err
+	}
+	j := job.Job{ID: job.NewID(), Kind: job.KindAnalysis, Source: req.Source.String(), Target: req.Target.String()}
+	if err := l.Store.Create(ctx, j); err != nil {
+		return AnalysisOutcome{}, fmt.Errorf("create job: %w", err)
+	}
+	if err := l.Store.Acquire(ctx, j.ID, job.KindAnalysis, MaxAnalyses); err != nil {
+		j = l.finish(ctx, j.ID, job.StatusFailed, err)
+		return AnalysisOutcome{Job: j}, fmt.Errorf("start job %s: %w", j.ID, err)
+	}
+	defer l.Store.Release(context.WithoutCancel(ctx), j.ID, job.KindAnalysis)
+
+	if _, err := l.Store.Transition(ctx, j.ID, job.StatusAnalyzing, func(j *job.Job) { j.Stage = "connecting" }); err != nil {
+		return AnalysisOutcome{Job: j}, err
+	}
+	src, dst, err := dial(ctx, Request{Source: req.Source, Target: req.Target})
+	if err != nil {
+		o, err := l.failed(ctx, j.ID, err)
+		return AnalysisOutcome{Job: o.Job}, err
+	}
+	defer src.Close()
+	defer dst.Close()
+	rep, err := l.analyzeStep(ctx, j.ID, src, dst, req.Options)
+	if err != nil {
+		o, err := l.endAnalysis(ctx, j.ID, err)
+		return AnalysisOutcome{Job: o.Job, Report: rep}, err
+	}
+	j, err = l.Store.Transition(context.WithoutCancel(ctx), j.ID, job.StatusAnalyzed, func(j *job.Job) { j.Stage = "analyzed" })
+	return AnalysisOutcome{Job: j, Report: rep}, err
+}
+
+// RunRequest asks for the main local job: analyze, gate, migrate, validate.
+type RunRequest struct {
+	Request
+	// Analysis shapes the analysis step; Request.Options.Force passes the gate.
+	Analysis analysis.Options
+	// OnAnalysis, if set, receives the report as soon as it is stored,
+	// before the gate (the CLI prints the findings then).
+	OnAnalysis func(*analysis.Report)
+}
+
+// RunOutcome is a finished (or refused, or interrupted) run.
+type RunOutcome struct {
+	Outcome
+	// Report is the analysis report; nil when the analysis did not finish.
+	Report *analysis.Report
+	// Validated is true when the validation step ran and passed.
+	Validated bool
+}
+
+// Run runs one migration job with the analysis as its first step:
+// pending → analyzing (connect, analyze, store the report, gate, plan) →
+// analyzed → running → succeeded. With blocking findings and without
+// Options.Force the job ends blocked, with a *analysis.BlockedError that
+// lists them, before anything is written.
+func (l *Local) Run(ctx context.Context, req RunRequest) (RunOutcome, error) {
+	if err := req.Analysis.Check(); err != nil {
+		return RunOutcome{}, err
+	}
+	var rep *analysis.Report
+	st := steps{
+		analyze: func(ctx context.Context, id string, src, dst *endpoint.Conn) error {
+			var err error
+			if rep, err = l.analyzeStep(ctx, id, src, dst, req.Analysis); err != nil {
+				return err
+			}
+			if req.OnAnalysis != nil {
+				req.OnAnalysis(rep)
+			}
+			return rep.Gate(req.Options.Force)
+		},
+		// VALIDATION: the single place where internal/validation plugs in.
+		// Set validate to a function that checks the target against the
+		// source (s.src, s.dst, s.sinfo, s.dinfo, the job's shards) and
+		// returns an error when it fails; the job then goes running →
+		// validating → succeeded (or failed), and set Validated below.
+		// Until then a run ends after the copy, without validation.
+		validate: nil,
+	}
+	out, err := l.migrate(ctx, req.Request, st)
+	ro := RunOutcome{Outcome: out, Report: rep, Validated: err == nil && st.validate != nil}
+	return ro, err
+}
+
+// analyzeStep runs the analysis on connected endpoints and stores its
+// report with the job.
+func (l *Local) analyzeStep(ctx context.Context, id string, src, dst *endpoint.Conn, opts analysis.Options) (*analysis.Report, error) {
+	if _, err := l.Store.Update(ctx, id, func(j *job.Job) { j.Stage = "analyzing" }); err != nil {
+		return nil, err
+	}
+	opts.JobID = id
+	rep, err := analysis.Analyze(ctx, src, dst, opts)
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(rep)
+	if err != nil {
+		return rep, fmt.Errorf("encode the analysis report: %w", err)
+	}
+	if err := l.Store.PutReport(ctx, id, job.ReportAnalysis, body); err != nil {
+		return rep, fmt.Errorf("store the analysis report: %w", err)
+	}
+	l.log().Info("analysis done", "job", id, "blocking", rep.Blocking, "findings", len(rep.Findings),
+		"sampled", rep.Sample.Sampled, "estimatedKeys", rep.EstimatedKeys, "ms", rep.DurationMs)
+	return rep, nil
+}
+
+// endAnalysis records how the analysis step ended a job: blocked by the
+// gate, stopped by Ctrl-C, or failed.
+func (l *Local) endAnalysis(ctx context.Context, id string, cause error) (Outcome, error) {
+	to := job.StatusFailed
+	switch {
+	case errors.Is(cause, analysis.ErrBlocked):
+		to = job.StatusBlocked
+	case ctx.Err() != nil:
+		to = job.StatusStopped
+		cause = fmt.Errorf("interrupted during the analysis: %w", cause)
+	}
+	j := l.finish(ctx, id, to, cause)
+	return Outcome{Job: j}, cause
+}
+
+// LoadReport reads the analysis report stored with a job.
+func LoadReport(ctx context.Context, store job.Store, id string) (*analysis.Report, error) {
+	body, err := store.Report(ctx, id, job.ReportAnalysis)
+	if err != nil {
+		return nil, err
+	}
+	var r analysis.Report
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("job %s: decode the analysis report: %w", id, err)
+	}
+	return &r, nil
+}
