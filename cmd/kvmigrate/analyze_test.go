@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvmigrate/kvmigrate/internal/analysis"
+	"github.com/kvmigrate/kvmigrate/internal/validation"
 	"github.com/kvmigrate/kvmigrate/internal/job"
 	"github.com/kvmigrate/kvmigrate/internal/kvtest"
 	"github.com/kvmigrate/kvmigrate/internal/sample"
@@ -66,11 +67,8 @@ func TestAnalyzeExitCodeFollowsBlockingFindings(t *testing.T) {
 
 type runResult struct {
 	result
-	Analysis   *analysis.Report `json:"analysis"`
-	Validation struct {
-		Run  bool   `json:"run"`
-		Note string `json:"note"`
-	} `json:"validation"`
+	Analysis   *analysis.Report   `json:"analysis"`
+	Validation *validation.Report `json:"validation"`
 }
 
 func TestRunRefusesBlockedMigrationsUnlessForced(t *testing.T) {
@@ -109,13 +107,44 @@ func TestRunRefusesBlockedMigrationsUnlessForced(t *testing.T) {
 	require.NotNil(t, r.Analysis)
 	assert.True(t, r.Analysis.Blocking)
 	assert.Equal(t, r.Job.ID, r.Analysis.JobID)
-	assert.False(t, r.Validation.Run)
-	assert.Contains(t, r.Validation.Note, "not run")
+	require.NotNil(t, r.Validation, "run validates after the copy")
+	assert.True(t, r.Validation.Passed)
+	assert.Zero(t, r.Validation.KeyCountDiscrepancyPct)
+	assert.EqualValues(t, n, r.Validation.Sample.Sampled, "a dataset smaller than the sample is compared whole")
+	assert.Equal(t, "validated", r.Job.Stage)
 	kvtest.AssertSameData(t, before, kvtest.Snapshot(ctx, t, dst.Client(t)), time.Since(started))
 
-	// Text output says validation was not run.
+	// Text output shows the validation; --no-validate says it was skipped.
 	out, errOut, code = c.run("run", "--source", src.URL(), "--target", dst.URL(), "--force")
 	require.Equal(t, exitOK, code, "%s\n%s", out, errOut)
 	assert.Contains(t, out, "overridden by --force")
+	assert.Contains(t, out, "validation PASSED")
+	out, errOut, code = c.run("run", "--source", src.URL(), "--target", dst.URL(), "--force", "--no-validate")
+	require.Equal(t, exitOK, code, "%s\n%s", out, errOut)
 	assert.Contains(t, out, "validation was not run")
+}
+
+func TestRunFailsWhenTheValidationFindsADifference(t *testing.T) {
+	ctx := context.Background()
+	src := kvtest.StartServer(t, kvtest.Require(t, "redis-7.0"))
+	dst := kvtest.StartServer(t, kvtest.Require(t, "valkey-8.0"))
+	_, err := sample.Seed(ctx, src.Client(t), sample.Options{PerType: 10})
+	require.NoError(t, err)
+	// A key the source does not have, in a database the source does not
+	// use: the copy leaves it alone and the validation must notice it.
+	require.NoError(t, dst.ClientDB(t, 4).Do(ctx, dst.ClientDB(t, 4).B().Set().Key("stray").Value("x").Build()).Error())
+	c := newCLI(t)
+	out, errOut, code := c.run("run", "--source", src.URL(), "--target", dst.URL(), "--json")
+	require.Equal(t, exitFailed, code, "%s\n%s", out, errOut)
+	var r runResult
+	require.NoError(t, json.Unmarshal([]byte(out), &r), out)
+	assert.Equal(t, job.StatusFailed, r.Job.Status)
+	assert.Contains(t, r.Job.Error, "validation failed")
+	require.NotNil(t, r.Validation)
+	assert.False(t, r.Validation.Passed)
+	var found bool
+	for _, is := range r.Validation.Issues {
+		found = found || is.Key == "stray"
+	}
+	assert.True(t, found, "the stray key is named: %+v", r.Validation.Issues)
 }

@@ -10,22 +10,29 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kvmigrate/kvmigrate/internal/analysis"
+	"github.com/kvmigrate/kvmigrate/internal/validation"
 	"github.com/kvmigrate/kvmigrate/internal/workflow"
 )
 
-// validationNotRun is what run says until the validation step plugs in.
-const validationNotRun = "validation was not run: it is not available in this version yet"
+// validationNotRun is what run says with --no-validate.
+const validationNotRun = "validation was not run (--no-validate): check with kvmigrate validate"
 
 func (a *app) runCmd() *cobra.Command {
 	f := &runFlags{}
 	af := &analysisFlags{}
+	var (
+		noValidate     bool
+		validateSample int
+		baselineWindow time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "run --source URL --target URL [--force]",
 		Short: "Analyze, then migrate unless the analysis blocks it (the main local job)",
 		Long: `Run one migration job: analyze the source and the target, refuse the
 migration when the analysis has blocking findings (unless --force), copy
-every key in resumable chunks, then validate (not available yet: run
-stops after the copy and says so).
+every key in resumable chunks, then validate the target against the
+source (key counts, a sample compared on type, value and TTL; see
+kvmigrate validate). The job succeeds only when the validation passes.
 
 The analysis report is kept with the job. A refused job ends "blocked" and
 nothing is written to the target. Ctrl-C during the copy leaves the job
@@ -48,15 +55,24 @@ also limits the analysis.`,
 			if err != nil {
 				return err
 			}
+			if validateSample < 1 {
+				return usageError{fmt.Errorf("--validate-sample must be at least 1, got %d", validateSample)}
+			}
 			return a.run(cmd, f, workflow.RunRequest{
-				Request:  workflow.Request{Source: src, Target: dst, Options: f.opts, ChunkKeys: f.chunkKeys},
-				Analysis: aopts,
+				Request:        workflow.Request{Source: src, Target: dst, Options: f.opts, ChunkKeys: f.chunkKeys},
+				Analysis:       aopts,
+				Validation:     validation.Options{Sample: validateSample},
+				SkipValidation: noValidate,
+				Baseline:       validation.RecordOptions{Window: baselineWindow},
 			})
 		},
 	}
 	f.register(cmd, true)
 	af.register(cmd)
 	cmd.Flags().BoolVar(&f.opts.Force, "force", false, "migrate despite blocking findings")
+	cmd.Flags().BoolVar(&noValidate, "no-validate", false, "skip the validation after the copy")
+	cmd.Flags().IntVar(&validateSample, "validate-sample", validation.DefaultSample, "keys the validation compares")
+	cmd.Flags().DurationVar(&baselineWindow, "baseline-window", 0, "take 5 snapshots of the target's load over this window before copying, and compare after (0: no baseline)")
 	return cmd
 }
 
@@ -88,10 +104,7 @@ func (a *app) run(cmd *cobra.Command, f *runFlags, req workflow.RunRequest) erro
 		return err
 	}
 	if f.json {
-		j := runJSON{outcomeJSON: jsonOutcome(out.Outcome, err), Analysis: out.Report, Validation: validationJSON{Run: out.Validated}}
-		if !out.Validated {
-			j.Validation.Note = validationNotRun
-		}
+		j := runJSON{outcomeJSON: jsonOutcome(out.Outcome, err), Analysis: out.Report, Validation: out.Validation}
 		enc := json.NewEncoder(a.out)
 		enc.SetIndent("", "  ")
 		if jerr := enc.Encode(j); jerr != nil {
@@ -100,23 +113,22 @@ func (a *app) run(cmd *cobra.Command, f *runFlags, req workflow.RunRequest) erro
 		return err
 	}
 	renderOutcome(a.out, out.Outcome, time.Since(started))
-	if err == nil && !out.Validated {
+	switch {
+	case out.Validation != nil:
+		fmt.Fprintln(a.out)
+		renderValidation(a.out, out.Job.Source, out.Job.Target, *out.Validation)
+	case err == nil && req.SkipValidation:
 		fmt.Fprintf(a.out, "  %s\n", validationNotRun)
 	}
 	return err
 }
 
 // runJSON is the --json form of run: the migration outcome with the
-// analysis report and the validation's status.
+// analysis and validation reports (null when the step did not run).
 type runJSON struct {
 	outcomeJSON
-	Analysis   *analysis.Report `json:"analysis"`
-	Validation validationJSON   `json:"validation"`
-}
-
-type validationJSON struct {
-	Run  bool   `json:"run"`
-	Note string `json:"note,omitempty"`
+	Analysis   *analysis.Report   `json:"analysis"`
+	Validation *validation.Report `json:"validation"`
 }
 
 // writeFindings prints the analysis in short: the sides, the findings and

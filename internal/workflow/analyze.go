@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/kvmigrate/kvmigrate/internal/analysis"
 	"github.com/kvmigrate/kvmigrate/internal/endpoint"
 	"github.com/kvmigrate/kvmigrate/internal/job"
+	"github.com/kvmigrate/kvmigrate/internal/validation"
 )
 
 // MaxAnalyses bounds the analysis jobs running at once (DESIGN: 20).
@@ -72,6 +74,14 @@ type RunRequest struct {
 	// OnAnalysis, if set, receives the report as soon as it is stored,
 	// before the gate (the CLI prints the findings then).
 	OnAnalysis func(*analysis.Report)
+	// Validation shapes the validation step (DBs and TargetDB are set from
+	// the job); SkipValidation leaves it out.
+	Validation     validation.Options
+	SkipValidation bool
+	// Baseline, when its Window is set, takes that many snapshots of the
+	// target's load over the window during the analysis step, and the
+	// validation compares the target after the copy with them.
+	Baseline validation.RecordOptions
 }
 
 // RunOutcome is a finished (or refused, or interrupted) run.
@@ -81,7 +91,13 @@ type RunOutcome struct {
 	Report *analysis.Report
 	// Validated is true when the validation step ran and passed.
 	Validated bool
+	// Validation is the validation report; nil when it did not run.
+	Validation *validation.Report
 }
+
+// ErrValidationFailed: the copy finished and the validation found
+// differences; the report says which.
+var ErrValidationFailed = errors.New("validation failed")
 
 // Run runs one migration job with the analysis as its first step:
 // pending → analyzing (connect, analyze, store the report, gate, plan) →
@@ -104,16 +120,52 @@ func (l *Local) Run(ctx context.Context, req RunRequest) (RunOutcome, error) {
 			}
 			return rep.Gate(req.Options.Force)
 		},
-		// VALIDATION: the single place where internal/validation plugs in.
-		// Set validate to a function that checks the target against the
-		// source (s.src, s.dst, s.sinfo, s.dinfo, the job's shards) and
-		// returns an error when it fails; the job then goes running →
-		// validating → succeeded (or failed), and set Validated below.
-		// Until then a run ends after the copy, without validation.
-		validate: nil,
+	}
+	var (
+		vrep           *validation.Report
+		migrationStart time.Time
+	)
+	if req.Baseline.Window > 0 {
+		analyze := st.analyze
+		st.analyze = func(ctx context.Context, id string, src, dst *endpoint.Conn) error {
+			if err := analyze(ctx, id, src, dst); err != nil {
+				return err
+			}
+			if _, err := validation.RecordBaseline(ctx, dst, l.Store, id, req.Baseline); err != nil {
+				return fmt.Errorf("baseline snapshots of the target: %w", err)
+			}
+			migrationStart = time.Now()
+			return nil
+		}
+	}
+	if !req.SkipValidation {
+		st.validate = func(ctx context.Context, id string, s *session) error {
+			o := req.Validation
+			o.DBs, o.TargetDB, o.Log = s.dbs, s.targetDB, l.log()
+			if !migrationStart.IsZero() {
+				o.Baseline = &validation.BaselineCheck{Store: l.Store, JobID: id, MigrationStart: migrationStart}
+			}
+			rep, err := validation.Run(ctx, s.src, s.dst, o)
+			if err != nil {
+				return err
+			}
+			vrep = &rep
+			body, err := json.Marshal(rep)
+			if err != nil {
+				return fmt.Errorf("encode the validation report: %w", err)
+			}
+			if err := l.Store.PutReport(context.WithoutCancel(ctx), id, job.ReportValidation, body); err != nil {
+				return fmt.Errorf("store the validation report: %w", err)
+			}
+			if !rep.Passed {
+				return fmt.Errorf("%w: %d issue(s), key count discrepancy %.2f%%", ErrValidationFailed,
+					len(rep.Issues)+rep.IssuesOmitted, rep.KeyCountDiscrepancyPct)
+			}
+			return nil
+		}
 	}
 	out, err := l.migrate(ctx, req.Request, st)
-	ro := RunOutcome{Outcome: out, Report: rep, Validated: err == nil && st.validate != nil}
+	ro := RunOutcome{Outcome: out, Report: rep, Validation: vrep, Validated: err == nil && st.validate != nil}
 	return ro, err
 }
 

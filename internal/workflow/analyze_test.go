@@ -17,6 +17,7 @@ import (
 	"github.com/kvmigrate/kvmigrate/internal/job"
 	"github.com/kvmigrate/kvmigrate/internal/kvtest"
 	"github.com/kvmigrate/kvmigrate/internal/sample"
+	"github.com/kvmigrate/kvmigrate/internal/validation"
 	"github.com/kvmigrate/kvmigrate/internal/workflow"
 )
 
@@ -190,13 +191,18 @@ func TestRunGatesTheMigrationOnBlockingFindings(t *testing.T) {
 		out, err := l.Run(ctx, req)
 		require.NoError(t, err)
 		assert.Equal(t, job.StatusSucceeded, out.Job.Status)
-		assert.Equal(t, []job.Status{job.StatusPending, job.StatusAnalyzing, job.StatusAnalyzed, job.StatusRunning, job.StatusSucceeded},
+		assert.Equal(t, []job.Status{job.StatusPending, job.StatusAnalyzing, job.StatusAnalyzed, job.StatusRunning, job.StatusValidating, job.StatusSucceeded},
 			store.of(out.Job.ID), "one job through every status")
 		assert.True(t, out.Job.Options.Force)
 		require.NotNil(t, out.Report)
 		assert.True(t, out.Report.Blocking, "forced, not clean")
 		assert.Equal(t, out.Job.ID, out.Report.JobID)
-		assert.False(t, out.Validated, "validation is not plugged in yet")
+		assert.True(t, out.Validated)
+		require.NotNil(t, out.Validation)
+		assert.True(t, out.Validation.Passed)
+		stored, err := store.Report(ctx, out.Job.ID, job.ReportValidation)
+		require.NoError(t, err, "the validation report is kept with the job")
+		assert.Contains(t, string(stored), `"passed":true`)
 		assert.EqualValues(t, n, out.Job.Counters.Copied)
 		kvtest.AssertSameData(t, before, kvtest.Snapshot(ctx, t, dst.Client(t)), time.Since(started))
 		_, err = workflow.LoadReport(ctx, store, out.Job.ID)
@@ -254,4 +260,29 @@ func seedKeys(t *testing.T, s *kvtest.Server, n int) {
 		args = append(args, "k:"+strconv.Itoa(i), "v")
 	}
 	require.NoError(t, c.Do(context.Background(), c.B().Arbitrary("MSET").Args(args...).Build()).Error())
+}
+
+// With a baseline window, run takes the target's load snapshots before the
+// copy and the validation compares the target after it with them.
+func TestRunComparesTheTargetWithItsBaseline(t *testing.T) {
+	ctx := context.Background()
+	src := kvtest.StartServer(t, kvtest.Require(t, "redis-7.0"))
+	dst := kvtest.StartServer(t, kvtest.Require(t, "valkey-8.0"))
+	_, err := sample.Seed(ctx, src.Client(t), sample.Options{PerType: 10})
+	require.NoError(t, err)
+	store := openStore(t)
+	l := &workflow.Local{Store: store}
+	out, err := l.Run(ctx, workflow.RunRequest{
+		Request:  workflow.Request{Source: parse(t, src.URL()), Target: parse(t, dst.URL())},
+		Baseline: validation.RecordOptions{Window: 400 * time.Millisecond, Interval: 50 * time.Millisecond},
+	})
+	require.NoError(t, err)
+	names, err := store.ReportNames(ctx, out.Job.ID, "snapshot#")
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, len(names), validation.MinBaseline+1, "5 before the copy, 1 after")
+	require.NotNil(t, out.Validation)
+	require.NotNil(t, out.Validation.Baseline)
+	assert.True(t, out.Validation.Baseline.Compared, out.Validation.Baseline.Skipped)
+	assert.Equal(t, validation.MinBaseline, out.Validation.Baseline.Before)
+	assert.NotEmpty(t, out.Validation.Baseline.Metrics)
 }

@@ -211,6 +211,7 @@ type session struct {
 	sinfo, dinfo topology.Info
 	copier       *transfer.Copier
 	dbs          []int // source databases (nil: all in use)
+	targetDB     func(int) int
 	observer     Observer
 	validate     func(ctx context.Context, id string, s *session) error // nil: no validation step
 }
@@ -255,10 +256,10 @@ func (l *Local) setup(ctx context.Context, id string, req Request, src, dst *end
 	}
 	// A database in either URL selects single-database mode: source db →
 	// target db. Otherwise every database in use keeps its number.
-	targetDB := func(db int) int { return db }
+	s.targetDB = func(db int) int { return db }
 	if req.Source.DB != 0 || req.Target.DB != 0 {
 		s.dbs = []int{req.Source.DB}
-		targetDB = func(int) int { return req.Target.DB }
+		s.targetDB = func(int) int { return req.Target.DB }
 	}
 	o := req.Options
 	s.copier, err = transfer.New(src, dst, transfer.Options{
@@ -269,7 +270,7 @@ func (l *Local) setup(ctx context.Context, id string, req Request, src, dst *end
 		Type:           o.Type,
 		InFlight:       o.Concurrency,
 		MaxOps:         o.MaxOps,
-		TargetDB:       targetDB,
+		TargetDB:       s.targetDB,
 		SourceFieldTTL: s.sinfo.HashFieldTTL,
 		TargetFieldTTL: s.dinfo.HashFieldTTL,
 		FastPath:       s.dinfo.Accepts(s.sinfo.RDBVersion),
