@@ -4,20 +4,24 @@ GO ?= go
 ENGINES := $(CURDIR)/.engines
 export KVMIGRATE_ENGINES := $(ENGINES)
 
-.PHONY: demo test engines build lint bench clean
+.PHONY: demo test engines build lint lint-aws bench clean
 
 ## demo: install engines, start a local source and target, seed every type, migrate, print the result
 demo: engines build
 	./scripts/demo.sh
 
-## test: install engines and run the whole suite against real servers (race detector on)
-test: engines
+## test: install engines, lint the AWS application, run the whole suite against real servers (race detector on)
+test: engines lint-aws
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 ## engines: install/extract Redis 7.0, Valkey 8.0, Redis 8.0, Valkey 8.1 (cached in .engines/)
 engines:
 	./scripts/engines.sh >/dev/null
+
+## lint-aws: sam validate --lint, cfn-lint, sam build, asl-validator (pinned tools cached in .venv-aws/)
+lint-aws:
+	./scripts/aws-lint.sh
 
 build:
 	$(GO) build -o bin/kvmigrate ./cmd/kvmigrate
