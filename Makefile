@@ -4,16 +4,20 @@ GO ?= go
 ENGINES := $(CURDIR)/.engines
 export KVMIGRATE_ENGINES := $(ENGINES)
 
-.PHONY: demo test engines build lint lint-aws bench clean
+.PHONY: demo test test-deps engines build lint lint-aws bench clean
 
 ## demo: install engines, start a local source and target, seed every type, migrate, print the result
 demo: engines build
 	./scripts/demo.sh
 
 ## test: install engines, lint the AWS application, run the whole suite against real servers (race detector on)
-test: engines lint-aws
+test: engines test-deps lint-aws
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+## test-deps: Python tools the tests run (moto's DynamoDB server, pinned: internal/awstest.MotoVersion)
+test-deps:
+	python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'moto[server]==5.1.22'
 
 ## engines: install/extract Redis 7.0, Valkey 8.0, Redis 8.0, Valkey 8.1 (cached in .engines/)
 engines:

@@ -25,7 +25,7 @@ import (
 )
 
 const (
-	// MotoVersion is the moto release the tests are written against; .ci/run
+	// MotoVersion is the moto release the tests are written against; make test
 	// installs it.
 	MotoVersion = "5.1.22"
 	// PythonEnv names the interpreter that runs moto (default python3).

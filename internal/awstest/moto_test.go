@@ -137,7 +137,7 @@ func runTB(f func(testing.TB)) *recorder {
 	return r
 }
 
-func TestCIInstallsThePinnedMoto(t *testing.T) {
+func TestMakeTestInstallsThePinnedMoto(t *testing.T) {
 	dir, err := os.Getwd()
 	require.NoError(t, err)
 	for {
@@ -148,7 +148,7 @@ func TestCIInstallsThePinnedMoto(t *testing.T) {
 		require.NotEqual(t, dir, parent, "no go.mod above the package")
 		dir = parent
 	}
-	script, err := os.ReadFile(filepath.Join(dir, ".ci", "run"))
+	script, err := os.ReadFile(filepath.Join(dir, "Makefile"))
 	require.NoError(t, err)
-	assert.Contains(t, string(script), "'moto[server]=="+MotoVersion+"'", ".ci/run installs the version the tests are pinned to")
+	assert.Contains(t, string(script), "'moto[server]=="+MotoVersion+"'", "make test installs the version the tests are pinned to")
 }
