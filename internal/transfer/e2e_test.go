@@ -308,3 +308,38 @@ func assertNoTempKeys(t *testing.T, s side, db int) {
 		assert.Empty(t, keys, "temporary keys left on %s", strings.Join(keys, ", "))
 	}
 }
+
+func TestMatchAndTypeSelectTheKeysCopied(t *testing.T) {
+	cases := []struct {
+		name  string
+		opts  transfer.Options
+		wants func(key string, v kvtest.Value) bool
+	}{
+		{"a MATCH glob copies only the keys it matches", transfer.Options{Match: "hash:*"},
+			func(k string, _ kvtest.Value) bool { return strings.HasPrefix(k, "hash:") }},
+		{"a TYPE filter copies only keys of that type", transfer.Options{Type: "zset"},
+			func(_ string, v kvtest.Value) bool { return v.Type == "zset" }},
+		{"both together intersect", transfer.Options{Match: "*:true:*", Type: "list"},
+			func(k string, v kvtest.Value) bool { return v.Type == "list" && strings.Contains(k, ":true:") }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := standalone(t, "valkey-8.0")
+			dst := standalone(t, "valkey-8.1")
+			seed(t, src, 0, sample.Options{PerType: 10})
+			all := read(t, src, 0)
+			want := sourceState{at: all.at, keys: map[string]kvtest.Value{}}
+			for k, v := range all.keys {
+				if tc.wants(k, v) {
+					want.keys[k] = v
+				}
+			}
+			require.NotEmpty(t, want.keys)
+			require.Less(t, len(want.keys), len(all.keys))
+			m := &migration{opts: tc.opts}
+			m.run(t, src.url, dst.url)
+			assertCopied(t, want, dst, 0)
+			assert.EqualValues(t, len(want.keys), m.counters.Copied)
+		})
+	}
+}
