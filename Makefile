@@ -15,9 +15,11 @@ test: engines test-deps lint-aws
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## test-deps: Python tools the tests run (moto's DynamoDB server, pinned: internal/awstest.MotoVersion)
+## test-deps: tools the tests run: moto's DynamoDB server (PyPI, pinned: internal/awstest.MotoVersion);
+## aws-local-stepfunctions and Node 22 for the Step Functions e2e harness (npm, pinned in internal/sfntest/js)
 test-deps:
 	python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'moto[server]==5.1.22'
+	./scripts/sfn-harness.sh
 
 ## engines: install/extract Redis 7.0, Valkey 8.0, Redis 8.0, Valkey 8.1 (cached in .engines/)
 engines:

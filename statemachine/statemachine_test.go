@@ -139,14 +139,18 @@ func TestTheDefinitionRendersWithTheTemplateDefaults(t *testing.T) {
 func TestTheDefinitionIsJSONPathOnly(t *testing.T) {
 	f := load(t)
 	// JSONata and variables: the local engine ignores them silently.
-	forbidden := []string{"QueryLanguage", "Assign", "Arguments", "Output", "Items"}
-	walkJSON(f.def, "", func(path string, key string, v any) {
-		assert.NotContains(t, forbidden, key, "%s: JSONata/variable field %q", path, key)
-		if s, ok := v.(string); ok {
-			assert.NotContains(t, s, "{%", "%s: JSONata expression", path)
-		}
-	})
+	rendered, err := json.Marshal(f.def)
+	require.NoError(t, err)
+	assert.NoError(t, CheckJSONPath(rendered))
 	assert.NotContains(t, string(Definition()), "QueryLanguage")
+
+	for _, bad := range []string{
+		`{"States": {"A": {"Type": "Pass", "Assign": {"x": 1}, "End": true}}}`,
+		`{"QueryLanguage": "JSONata", "States": {}}`,
+		`{"States": {"A": {"Type": "Pass", "Parameters": {"x": "{% $states.input %}"}, "End": true}}}`,
+	} {
+		assert.Error(t, CheckJSONPath([]byte(bad)), bad)
+	}
 }
 
 func TestEveryStateIsReachableAndEveryTransitionExists(t *testing.T) {

@@ -10,10 +10,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvmigrate/kvmigrate/internal/analysis"
-	"github.com/kvmigrate/kvmigrate/internal/validation"
 	"github.com/kvmigrate/kvmigrate/internal/job"
 	"github.com/kvmigrate/kvmigrate/internal/kvtest"
 	"github.com/kvmigrate/kvmigrate/internal/sample"
+	"github.com/kvmigrate/kvmigrate/internal/validation"
 )
 
 func TestAnalyzeExitCodeFollowsBlockingFindings(t *testing.T) {

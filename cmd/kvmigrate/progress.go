@@ -25,18 +25,27 @@ func processed(c job.Counters) int64 { return c.Copied + c.Skipped + c.Expired +
 
 // progress draws a bar per shard: keys done of the shard's DBSIZE, keys/s, ETA.
 type progress struct {
+	ctx    context.Context
+	w      io.Writer
 	p      *mpb.Progress
 	mu     sync.Mutex
 	bars   map[string]*mpb.Bar
 	totals map[string]int64
+	// shake is the bar of a redis-shake run (shakeview.go).
+	shake *shakeBar
 }
 
 func newProgress(ctx context.Context, w io.Writer) *progress {
 	return &progress{
-		p:    mpb.NewWithContext(ctx, mpb.WithOutput(w), mpb.WithWidth(32), mpb.WithRefreshRate(150*time.Millisecond)),
+		ctx: ctx, w: w,
+		p:      newBars(ctx, w),
 		bars:   map[string]*mpb.Bar{},
 		totals: map[string]int64{},
 	}
+}
+
+func newBars(ctx context.Context, w io.Writer) *mpb.Progress {
+	return mpb.NewWithContext(ctx, mpb.WithOutput(w), mpb.WithWidth(32), mpb.WithRefreshRate(150*time.Millisecond))
 }
 
 func (p *progress) Planned(jobID string, shards []workflow.ShardPlan) {
@@ -93,8 +102,12 @@ func (p *progress) wait() {
 			b.Abort(false)
 		}
 	}
+	if p.shake != nil && p.shake.bar != nil && !p.shake.bar.Completed() {
+		p.shake.bar.Abort(false)
+	}
+	bars := p.p
 	p.mu.Unlock()
-	p.p.Wait()
+	bars.Wait()
 }
 
 // lineProgress prints a line per shard every few seconds when stderr is not
@@ -105,6 +118,8 @@ type lineProgress struct {
 	done  map[string]int64
 	total map[string]int64
 	last  time.Time
+	// shakeLine is the last redis-shake line printed (shakeview.go).
+	shakeLine string
 }
 
 func newLineProgress(w io.Writer) *lineProgress {

@@ -51,6 +51,7 @@ with KVMIGRATE_SOURCE_PASSWORD and KVMIGRATE_TARGET_PASSWORD.`,
 	root.AddCommand(a.migrateCmd(), a.resumeCmd(), a.jobsCmd(), a.sampleCmd())
 	root.AddCommand(a.validateCmd())
 	root.AddCommand(a.analyzeCmd(), a.runCmd())
+	root.AddCommand(a.serveCmd())
 	for _, c := range root.Commands() {
 		if c.RunE != nil {
 			c.RunE = a.profiled(c.RunE)

@@ -95,7 +95,54 @@ type Job struct {
 
 	ExecutionARN string `json:"executionArn,omitempty"`
 	TaskARN      string `json:"taskArn,omitempty"`
+
+	// Progress is the last progress of a redis-shake run (the redis_shake
+	// modes; zero in command mode, whose progress is in Counters and the
+	// shards). Stage says where the run stands (see the Stage* constants).
+	Progress Progress `json:"progress,omitzero"`
+	// Request is an operator's request to the process that runs the job
+	// (RequestCutover, RequestStop), "" for none. That process watches the
+	// record and acts on it; see workflow.RequestCutover.
+	Request string `json:"request,omitempty"`
 }
+
+// Progress is what redis-shake last reported of a run. Counts are entries
+// written to the target: keys (or parts of big keys) in scan mode and in
+// the initial sync, commands while replicating. A plain value.
+type Progress struct {
+	// Phase is redis-shake's reader phase ("scanning", "syncing_rdb",
+	// "syncing_aof", ...).
+	Phase     string  `json:"phase,omitempty"`
+	Keys      int64   `json:"keys"`
+	OpsPerSec float64 `json:"opsPerSec"`
+	// ScanPercent: scan mode, how far the SCAN is (0-100).
+	ScanPercent float64 `json:"scanPercent"`
+	// RDBBytesDone of RDBBytesTotal: sync mode, the RDB written to the
+	// target during the initial sync (approximate: redis-shake rounds them).
+	RDBBytesDone  int64 `json:"rdbBytesDone"`
+	RDBBytesTotal int64 `json:"rdbBytesTotal"`
+	// AOFDiff: sync mode, replication bytes received and not yet written.
+	AOFDiff int64 `json:"aofDiff"`
+	// ReadyForCutover: sync mode, replicating with nothing pending for a
+	// while: stop the writes to the source, then cut over.
+	ReadyForCutover bool `json:"readyForCutover"`
+}
+
+// Stages of a redis-shake job (Job.Stage) besides redis-shake's own
+// (initial_sync, replicating, done, failed: shake.Stage).
+const (
+	StageCuttingOver = "cutting_over" // a cutover was requested: redis-shake is stopping
+	StageCutOver     = "cut_over"     // redis-shake stopped for the cutover; validation is next
+)
+
+// Requests (Job.Request) to the process that runs a job.
+const (
+	// RequestCutover: redis_shake_sync, stop replicating (redis-shake is
+	// stopped gracefully), then validate.
+	RequestCutover = "cutover"
+	// RequestStop: stop the run without validating; the job ends stopped.
+	RequestStop = "stop"
+)
 
 // Options are the user's choices for a job.
 type Options struct {
@@ -107,6 +154,12 @@ type Options struct {
 	Parallel    int    `json:"parallel,omitempty"`
 	Concurrency int    `json:"concurrency,omitempty"`
 	Force       bool   `json:"force,omitempty"`
+	// ChunkKeys bounds the keys one chunk copies (0: the runner's default;
+	// on AWS, until the invocation's deadline). SampleSize is the number of
+	// keys the analysis samples (0: its default). Both come with the job
+	// request, so that the Lambda steps, which get only the job id, see them.
+	ChunkKeys  int `json:"chunkKeys,omitempty"`
+	SampleSize int `json:"sampleSize,omitempty"`
 }
 
 // Counters are the running totals of a job or a shard. Stores add to them

@@ -190,7 +190,7 @@ func TestJobJSONMatchesGolden(t *testing.T) {
 		Source: "redis://default:xxxxx@source.example:6379/0", Target: "valkeys://target.example:6380?cluster=true",
 		SourceSecretRef: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:src-AbCdEf",
 		TargetSecretRef: "env:TARGET_PASSWORD",
-		Options:         Options{Strategy: "dump", OnConflict: "skip", Match: "user:*", Type: "hash", MaxOps: 5000, Parallel: 4, Concurrency: 8, Force: true},
+		Options:         Options{Strategy: "dump", OnConflict: "skip", Match: "user:*", Type: "hash", MaxOps: 5000, Parallel: 4, Concurrency: 8, Force: true, ChunkKeys: 20000, SampleSize: 5000},
 		Counters:        Counters{Copied: 1, Skipped: 2, Failed: 3, Expired: 4, Bytes: 5, Fallbacks: 6, EvalFallbacks: 7, FieldTTLsDropped: 8, PendingNotCarried: 9, ListsChanged: 10, TempKeysSwept: 11},
 		Error:           "node n2 unreachable, retrying",
 		CreatedAt:       at, UpdatedAt: at.Add(time.Minute), StartedAt: at.Add(time.Second), FinishedAt: at.Add(time.Hour), ExpireAt: at.Add(Retention).Truncate(time.Second),

@@ -217,6 +217,11 @@ func checkFields(j Job) error {
 	default:
 		return fmt.Errorf("unknown mode %q: %w", j.Mode, ErrInvalid)
 	}
+	switch j.Request {
+	case "", RequestCutover, RequestStop:
+	default:
+		return fmt.Errorf("unknown request %q: %w", j.Request, ErrInvalid)
+	}
 	for _, e := range []struct{ name, value string }{{"source", j.Source}, {"target", j.Target}} {
 		if HasPassword(e.value) {
 			return fmt.Errorf("%s endpoint carries a password; store the redacted form and a secret ref: %w", e.name, ErrInvalid)

@@ -16,6 +16,7 @@ package phase
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -268,9 +269,46 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), job.ErrInvalid)
 }
 
+// FieldError names the payload field at fault, as a JSON path of the
+// payload's tags ("options.mode", "source.secretArn"). The Check methods
+// return one (wrapped in nothing else) for every refusal of a field's
+// value; the HTTP API reports Field in its 400 answers. It wraps the
+// refusal, so errors.Is(err, job.ErrInvalid) holds and Classify makes it
+// an *InvalidInputError as before.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// invalidField is invalid for one field.
+func invalidField(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: invalid(format, args...)}
+}
+
+// inField prefixes the message of err with prefix and, when err is a
+// *FieldError, its field with prefix and a dot.
+func inField(prefix string, err error) error {
+	if fe, ok := errors.AsType[*FieldError](err); ok {
+		return &FieldError{Field: prefix + "." + fe.Field, Err: fmt.Errorf("%s: %w", prefix, fe.Err)}
+	}
+	return fmt.Errorf("%s: %w", prefix, err)
+}
+
+// jobID is what a job id may be in a payload: a valid job.ID (and Step
+// Functions execution name) that the copier also accepts in its temporary
+// key names (no '_', at most 64 characters; see transfer.Options.JobID).
+var jobID = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+
+// ValidJobID reports whether id can name a job in the payloads (job.NewID
+// ids and UUIDs can).
+func ValidJobID(id string) bool { return jobID.MatchString(id) && job.ValidID(id) }
+
 func checkJobID(id string) error {
-	if !job.ValidID(id) {
-		return invalid("jobId %q: want 1 to 80 characters of [A-Za-z0-9_-]", id)
+	if !ValidJobID(id) {
+		return invalidField("jobId", "jobId %q: want 1 to 64 characters of [A-Za-z0-9-]", id)
 	}
 	return nil
 }
@@ -282,17 +320,17 @@ var secretARN = regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0
 // malformed secret ARN.
 func (e Endpoint) Check() error {
 	if e.URL == "" {
-		return invalid("url is required")
+		return invalidField("url", "url is required")
 	}
 	ep, err := endpoint.Parse(e.URL)
 	if err != nil {
-		return fmt.Errorf("url: %w", err)
+		return &FieldError{Field: "url", Err: fmt.Errorf("url: %w", err)}
 	}
 	if ep.Password() != "" {
-		return invalid("url %s holds a password: store the credentials in a Secrets Manager secret and pass its secretArn", ep)
+		return invalidField("url", "url %s holds a password: store the credentials in a Secrets Manager secret and pass its secretArn", ep)
 	}
 	if e.SecretARN != "" && !secretARN.MatchString(e.SecretARN) {
-		return invalid("secretArn %q is not a Secrets Manager secret ARN", e.SecretARN)
+		return invalidField("secretArn", "secretArn %q is not a Secrets Manager secret ARN", e.SecretARN)
 	}
 	return nil
 }
@@ -303,19 +341,19 @@ func (o Options) Check() error {
 	case ModeCommand, ModeRedisShake, ModeRedisShakeSync:
 	case "":
 		if !o.AnalysisOnly {
-			return invalid("options.mode is required: %s, %s or %s", ModeCommand, ModeRedisShake, ModeRedisShakeSync)
+			return invalidField("options.mode", "options.mode is required: %s, %s or %s", ModeCommand, ModeRedisShake, ModeRedisShakeSync)
 		}
 	default:
-		return invalid("options.mode %q: want %s, %s or %s", o.Mode, ModeCommand, ModeRedisShake, ModeRedisShakeSync)
+		return invalidField("options.mode", "options.mode %q: want %s, %s or %s", o.Mode, ModeCommand, ModeRedisShake, ModeRedisShakeSync)
 	}
 	if o.Strategy != "" && !slices.Contains([]transfer.Strategy{transfer.StrategyAuto, transfer.StrategyDump, transfer.StrategyCommands}, transfer.Strategy(o.Strategy)) {
-		return invalid("options.strategy %q: want %s, %s or %s", o.Strategy, transfer.StrategyAuto, transfer.StrategyDump, transfer.StrategyCommands)
+		return invalidField("options.strategy", "options.strategy %q: want %s, %s or %s", o.Strategy, transfer.StrategyAuto, transfer.StrategyDump, transfer.StrategyCommands)
 	}
 	if o.OnConflict != "" && !slices.Contains([]transfer.Conflict{transfer.ConflictReplace, transfer.ConflictSkip}, transfer.Conflict(o.OnConflict)) {
-		return invalid("options.onConflict %q: want %s or %s", o.OnConflict, transfer.ConflictReplace, transfer.ConflictSkip)
+		return invalidField("options.onConflict", "options.onConflict %q: want %s or %s", o.OnConflict, transfer.ConflictReplace, transfer.ConflictSkip)
 	}
 	if o.Type != "" && !slices.Contains([]string{"string", "list", "set", "zset", "hash", "stream"}, o.Type) {
-		return invalid("options.type %q: want string, list, set, zset, hash or stream", o.Type)
+		return invalidField("options.type", "options.type %q: want string, list, set, zset, hash or stream", o.Type)
 	}
 	for _, b := range []struct {
 		name     string
@@ -327,11 +365,11 @@ func (o Options) Check() error {
 		{"chunkKeys", o.ChunkKeys, 0, MaxChunkKeys},
 	} {
 		if b.v < b.min || b.v > b.max {
-			return invalid("options.%s %d: want %d to %d", b.name, b.v, b.min, b.max)
+			return invalidField("options."+b.name, "options.%s %d: want %d to %d", b.name, b.v, b.min, b.max)
 		}
 	}
 	if o.SampleSize != 0 && (o.SampleSize < MinSampleSize || o.SampleSize > MaxSampleSize) {
-		return invalid("options.sampleSize %d: want 0 (default) or %d to %d", o.SampleSize, MinSampleSize, MaxSampleSize)
+		return invalidField("options.sampleSize", "options.sampleSize %d: want 0 (default) or %d to %d", o.SampleSize, MinSampleSize, MaxSampleSize)
 	}
 	return nil
 }
@@ -342,10 +380,10 @@ func (in *AnalyzeInput) Check() error {
 		return err
 	}
 	if err := in.Source.Check(); err != nil {
-		return fmt.Errorf("source: %w", err)
+		return inField("source", err)
 	}
 	if err := in.Target.Check(); err != nil {
-		return fmt.Errorf("target: %w", err)
+		return inField("target", err)
 	}
 	return in.Options.Check()
 }
@@ -375,7 +413,7 @@ func (in *PlanInput) Check() error {
 		return err
 	}
 	if in.Action != ActionPlan {
-		return invalid("action %q: want %q (or no action for a chunk)", in.Action, ActionPlan)
+		return invalidField("action", "action %q: want %q (or no action for a chunk)", in.Action, ActionPlan)
 	}
 	return nil
 }
@@ -396,13 +434,13 @@ func (in *ChunkInput) Check() error {
 		return err
 	}
 	if in.Node == "" {
-		return invalid("node is required")
+		return invalidField("node", "node is required")
 	}
 	if in.DB < 0 {
-		return invalid("db %d: want 0 or more", in.DB)
+		return invalidField("db", "db %d: want 0 or more", in.DB)
 	}
 	if in.Cursor == "" {
-		return invalid("cursor is required (\"0\" to start)")
+		return invalidField("cursor", "cursor is required (\"0\" to start)")
 	}
 	return nil
 }

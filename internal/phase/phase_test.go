@@ -312,3 +312,75 @@ func join(prefix, name string) string {
 	}
 	return prefix + "." + name
 }
+
+func TestCheckNamesTheFieldAtFault(t *testing.T) {
+	base := func() AnalyzeInput {
+		return AnalyzeInput{
+			JobID:   "j1",
+			Source:  Endpoint{URL: "redis://10.0.0.1:6379"},
+			Target:  Endpoint{URL: "valkey://10.0.0.2:6379"},
+			Options: Options{Mode: ModeCommand},
+		}
+	}
+	for _, tc := range []struct {
+		field string
+		mut   func(*AnalyzeInput)
+	}{
+		{"jobId", func(in *AnalyzeInput) { in.JobID = "a/b" }},
+		{"source.url", func(in *AnalyzeInput) { in.Source.URL = "" }},
+		{"source.url", func(in *AnalyzeInput) { in.Source.URL = "http://x" }},
+		{"target.url", func(in *AnalyzeInput) { in.Target.URL = "redis://u:hunter22@10.0.0.2" }},
+		{"target.secretArn", func(in *AnalyzeInput) { in.Target.SecretARN = "kvmigrate/t" }},
+		{"options.mode", func(in *AnalyzeInput) { in.Options.Mode = "" }},
+		{"options.mode", func(in *AnalyzeInput) { in.Options.Mode = "rsync" }},
+		{"options.strategy", func(in *AnalyzeInput) { in.Options.Strategy = "fast" }},
+		{"options.onConflict", func(in *AnalyzeInput) { in.Options.OnConflict = "merge" }},
+		{"options.type", func(in *AnalyzeInput) { in.Options.Type = "json" }},
+		{"options.maxOps", func(in *AnalyzeInput) { in.Options.MaxOps = -1 }},
+		{"options.concurrency", func(in *AnalyzeInput) { in.Options.Concurrency = MaxKeyConcurrency + 1 }},
+		{"options.chunkKeys", func(in *AnalyzeInput) { in.Options.ChunkKeys = -1 }},
+		{"options.sampleSize", func(in *AnalyzeInput) { in.Options.SampleSize = 1 }},
+	} {
+		in := base()
+		tc.mut(&in)
+		err := in.Check()
+		fe, ok := errors.AsType[*FieldError](err)
+		require.True(t, ok, "%s: %v is not a *FieldError", tc.field, err)
+		assert.Equal(t, tc.field, fe.Field)
+		assert.IsType(t, &InvalidInputError{}, Classify(err), "still an InvalidInputError for Step Functions")
+		assert.NotContains(t, err.Error(), "hunter22")
+	}
+	in := base()
+	require.NoError(t, in.Check())
+}
+
+func TestJobIsTheRecordAnExecutionRuns(t *testing.T) {
+	in := AnalyzeInput{
+		JobID:   "01jd8z3k4m5n6p7q8r9s0t1v2w",
+		Source:  Endpoint{URL: "redis://10.0.0.1"},
+		Target:  Endpoint{URL: "valkeys://app@10.0.0.2:6380?cluster=true", SecretARN: "arn:aws:secretsmanager:us-east-1:123456789012:secret:kvmigrate/t-AbC123"},
+		Options: Options{Mode: ModeCommand, Force: true, Strategy: "dump", MaxOps: 10, Concurrency: 8, SampleSize: 2000, ChunkKeys: 500},
+	}
+	j, err := in.Job()
+	require.NoError(t, err)
+	assert.Equal(t, job.Job{
+		ID: in.JobID, Kind: job.KindMigration, Mode: job.ModeCommand,
+		Source: "redis://10.0.0.1:6379", Target: "valkeys://app@10.0.0.2:6380?cluster=true",
+		TargetSecretRef: in.Target.SecretARN,
+		Options:         job.Options{Force: true, Strategy: "dump", MaxOps: 10, Concurrency: 8, SampleSize: 2000, ChunkKeys: 500},
+	}, j)
+	src, dst := JobEndpoints(j)
+	assert.Equal(t, Endpoint{URL: "redis://10.0.0.1:6379"}, src)
+	assert.Equal(t, in.Target, dst)
+
+	in.Options = Options{AnalysisOnly: true}
+	j, err = in.Job()
+	require.NoError(t, err)
+	assert.Equal(t, job.KindAnalysis, j.Kind)
+	assert.Empty(t, j.Mode)
+
+	assert.False(t, ValidJobID("job_1"), "'_' separates the parts of temporary key names")
+	assert.False(t, ValidJobID(strings.Repeat("a", 65)))
+	assert.True(t, ValidJobID(job.NewID()))
+	assert.True(t, ValidJobID("6a7e8feb-b491-4cf7-a9f1-bf3703467718"), "an EventBridge event id")
+}

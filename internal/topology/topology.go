@@ -39,9 +39,9 @@ type Master struct {
 
 // Info describes one deployment.
 type Info struct {
-	Engine  string `json:"engine"`  // "redis" or "valkey"
-	Version string `json:"version"` // e.g. "8.0.2"
-	Cluster bool   `json:"cluster"`
+	Engine  string   `json:"engine"`  // "redis" or "valkey"
+	Version string   `json:"version"` // e.g. "8.0.2"
+	Cluster bool     `json:"cluster"`
 	Masters []Master `json:"masters"`
 	// Keyspace sums the masters' key counts per database.
 	Keyspace map[int]int64 `json:"keyspace"`

@@ -18,6 +18,9 @@ const MaxAnalyses = 20
 
 // AnalyzeRequest asks for an analysis job.
 type AnalyzeRequest struct {
+	// JobID, when set, names a pending analysis job the caller created; see
+	// Request.JobID.
+	JobID          string
 	Source, Target endpoint.Endpoint
 	Options        analysis.Options
 }
@@ -37,9 +40,17 @@ func (l *Local) Analyze(ctx context.Context, req AnalyzeRequest) (AnalysisOutcom
 	if err := req.Options.Check(); err != nil {
 		return AnalysisOutcome{}, err
 	}
-	j := job.Job{ID: job.NewID(), Kind: job.KindAnalysis, Source: req.Source.String(), Target: req.Target.String()}
-	if err := l.Store.Create(ctx, j); err != nil {
-		return AnalysisOutcome{}, fmt.Errorf("create job: %w", err)
+	j := job.Job{ID: req.JobID, Kind: job.KindAnalysis, Source: req.Source.String(), Target: req.Target.String()}
+	if j.ID != "" {
+		var err error
+		if j, err = l.adopt(ctx, j.ID, job.KindAnalysis); err != nil {
+			return AnalysisOutcome{Job: j}, err
+		}
+	} else {
+		j.ID = job.NewID()
+		if err := l.Store.Create(ctx, j); err != nil {
+			return AnalysisOutcome{}, fmt.Errorf("create job: %w", err)
+		}
 	}
 	if err := l.Store.Acquire(ctx, j.ID, job.KindAnalysis, MaxAnalyses); err != nil {
 		j = l.finish(ctx, j.ID, job.StatusFailed, err)

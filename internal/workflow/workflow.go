@@ -6,6 +6,7 @@
 package workflow
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,11 +33,19 @@ const (
 
 // Request asks for a migration.
 type Request struct {
+	// JobID, when set, names a pending migration job the caller created
+	// (the HTTP API does, to answer with its id at once); the run takes it
+	// over instead of creating one. Empty: a new job.
+	JobID          string
 	Source, Target endpoint.Endpoint
 	Options        job.Options
 	// ChunkKeys and ChunkTime bound one chunk (defaults above).
 	ChunkKeys int
 	ChunkTime time.Duration
+	// Mode is the job's mode: job.ModeCommand (or empty), or a redis-shake
+	// mode, which Shake shapes (see shake.go).
+	Mode  string
+	Shake ShakeOptions
 }
 
 // ShardPlan describes one shard for progress display.
@@ -105,15 +114,23 @@ type steps struct {
 // (validating →) succeeded, or paused/failed/blocked/stopped.
 func (l *Local) migrate(ctx context.Context, req Request, st steps) (Outcome, error) {
 	j := job.Job{
-		ID:      job.NewID(),
+		ID:      req.JobID,
 		Kind:    job.KindMigration,
-		Mode:    job.ModeCommand,
+		Mode:    cmp.Or(req.Mode, job.ModeCommand),
 		Source:  req.Source.String(),
 		Target:  req.Target.String(),
 		Options: req.Options,
 	}
-	if err := l.Store.Create(ctx, j); err != nil {
-		return Outcome{}, fmt.Errorf("create job: %w", err)
+	if j.ID != "" {
+		var err error
+		if j, err = l.adopt(ctx, j.ID, job.KindMigration); err != nil {
+			return Outcome{Job: j}, err
+		}
+	} else {
+		j.ID = job.NewID()
+		if err := l.Store.Create(ctx, j); err != nil {
+			return Outcome{}, fmt.Errorf("create job: %w", err)
+		}
 	}
 	if err := l.Store.Acquire(ctx, j.ID, job.KindMigration, MaxExecutions); err != nil {
 		l.finish(ctx, j.ID, job.StatusFailed, err)
@@ -142,6 +159,10 @@ func (l *Local) migrate(ctx context.Context, req Request, st steps) (Outcome, er
 	}
 	defer s.close()
 	s.validate = st.validate
+	if IsShake(j.Mode) {
+		req.Mode = j.Mode
+		return l.runShake(ctx, j.ID, s, req)
+	}
 
 	chunks, err := transfer.Plan(s.sinfo, s.dinfo, s.dbs)
 	if err != nil {
@@ -159,6 +180,20 @@ func (l *Local) migrate(ctx context.Context, req Request, st steps) (Outcome, er
 		return l.failed(ctx, j.ID, err)
 	}
 	return l.run(ctx, j.ID, s, req)
+}
+
+// adopt returns the pending job id of kind that a caller created for this
+// run (Request.JobID); job.ErrConflict when it is not a pending job of that
+// kind.
+func (l *Local) adopt(ctx context.Context, id string, kind job.Kind) (job.Job, error) {
+	j, err := l.Store.Get(ctx, id)
+	if err != nil {
+		return job.Job{}, fmt.Errorf("job %s: %w", id, err)
+	}
+	if j.Kind != kind || j.Status != job.StatusPending {
+		return j, fmt.Errorf("job %s is a %s %s job, not a pending %s job: %w", id, j.Status, j.Kind, kind, job.ErrConflict)
+	}
+	return j, nil
 }
 
 // Resume continues a paused (or crashed, still "running") job from its

@@ -234,6 +234,9 @@ type jobFields struct {
 	ExpireAt        int64       `json:"expireAt,omitempty"` // TTLAttribute
 	ExecutionARN    string      `json:"executionArn,omitempty"`
 	TaskARN         string      `json:"taskArn,omitempty"`
+	// Progress is one map attribute, replaced as a whole by each report.
+	Progress job.Progress `json:"progress"`
+	Request  string       `json:"request,omitempty"`
 }
 
 // metaItem is the whole meta item.
@@ -316,6 +319,7 @@ func fieldsOf(j job.Job) jobFields {
 		StartedAt: formatTime(j.StartedAt), FinishedAt: formatTime(j.FinishedAt),
 		ExpireAt:     epoch(j.ExpireAt),
 		ExecutionARN: j.ExecutionARN, TaskARN: j.TaskARN,
+		Progress: j.Progress, Request: j.Request,
 	}
 }
 
@@ -340,6 +344,7 @@ func decodeJob(item map[string]types.AttributeValue) (job.Job, error) {
 		Source: f.Source, Target: f.Target, SourceSecretRef: f.SourceSecretRef, TargetSecretRef: f.TargetSecretRef,
 		Options: f.Options, Counters: it.Counters, Error: f.Error,
 		ExecutionARN: f.ExecutionARN, TaskARN: f.TaskARN,
+		Progress: f.Progress, Request: f.Request,
 	}
 	var errs []error
 	for _, t := range []struct {

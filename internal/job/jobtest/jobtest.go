@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) job.Store) {
 		{"refuses backward and terminal transitions and changes nothing", testInvalidTransitions},
 		{"refuses a mutation of status, counters or identity", testForbiddenMutations},
 		{"updates the non-status fields", testUpdate},
+		{"keeps a redis-shake job's progress and requests", testShakeProgress},
 		{"lets exactly one of 20 racing transitions win", testTransitionRace},
 		{"sums counters added by 50 goroutines exactly", testAddCountersConcurrent},
 		{"keeps counters added while the job is transitioned and updated", testCountersSurviveWrites},
@@ -338,6 +339,7 @@ func testForbiddenMutations(t *testing.T, s job.Store) {
 		{"created time", func(j *job.Job) { j.CreatedAt = j.CreatedAt.Add(-time.Hour) }},
 		{"source with a password", func(j *job.Job) { j.Source = "redis://u:hunter2@h:6379" }},
 		{"mode", func(j *job.Job) { j.Mode = "rsync" }},
+		{"request", func(j *job.Job) { j.Request = "explode" }},
 	}
 	for _, m := range muts {
 		_, err := s.Update(ctx, j.ID, m.mut)
@@ -379,6 +381,48 @@ func testUpdate(t *testing.T, s job.Store) {
 	require.NoError(t, err)
 	assert.Equal(t, job.StatusStopped, got.Status)
 	assert.Equal(t, "task stopped", got.Stage)
+}
+
+func testShakeProgress(t *testing.T, s job.Store) {
+	ctx := context.Background()
+	j := newJob(job.KindMigration)
+	j.Mode = job.ModeRedisShakeSync
+	j = create(t, s, j)
+	assert.Equal(t, job.Progress{}, j.Progress, "a new job has no progress")
+	assert.Empty(t, j.Request)
+	advance(t, s, j.ID, job.StatusAnalyzing, job.StatusAnalyzed, job.StatusRunning)
+
+	rdb := job.Progress{Phase: "syncing_rdb", Keys: 120000, OpsPerSec: 50123.5, RDBBytesDone: 12 << 20, RDBBytesTotal: 30 << 20}
+	got, err := s.Update(ctx, j.ID, func(u *job.Job) { u.Stage, u.Progress = "initial_sync", rdb })
+	require.NoError(t, err)
+	assert.Equal(t, rdb, got.Progress)
+
+	// Replicating: every field changes, and zero values replace non-zero ones.
+	repl := job.Progress{Phase: "syncing_aof", Keys: 1050387, OpsPerSec: 20.01, AOFDiff: 0, ReadyForCutover: true}
+	_, err = s.Update(ctx, j.ID, func(u *job.Job) { u.Stage, u.Progress = "replicating", repl })
+	require.NoError(t, err)
+	got, err = s.Update(ctx, j.ID, func(u *job.Job) { u.Request = job.RequestCutover })
+	require.NoError(t, err)
+	assert.Equal(t, repl, got.Progress, "a request leaves the progress alone")
+
+	stored, err := s.Get(ctx, j.ID)
+	require.NoError(t, err)
+	sameJob(t, got, stored)
+	assert.Equal(t, repl, stored.Progress)
+	assert.Equal(t, "replicating", stored.Stage)
+	assert.Equal(t, job.RequestCutover, stored.Request)
+
+	stored, err = s.Transition(ctx, j.ID, job.StatusValidating, func(u *job.Job) { u.Stage, u.Request = job.StageCutOver, "" })
+	require.NoError(t, err)
+	assert.Empty(t, stored.Request, "a request can be cleared")
+	assert.Equal(t, repl, stored.Progress, "a transition keeps the progress")
+	again, err := s.Get(ctx, j.ID)
+	require.NoError(t, err)
+	sameJob(t, stored, again)
+
+	// A request the store does not know is refused.
+	_, err = s.Update(ctx, j.ID, func(u *job.Job) { u.Request = "pause" })
+	assert.ErrorIs(t, err, job.ErrInvalid)
 }
 
 func testTransitionRace(t *testing.T, s job.Store) {
