@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -294,7 +295,13 @@ func (c *Copier) CopyChunk(ctx context.Context, ch Chunk, lim Limits) (Result, e
 		if err := c.wait(ctx, 1); err != nil {
 			break
 		}
-		next, keys, err := c.scan(ctx, scanner, cursor)
+		count := c.opts.BatchSize
+		if lim.MaxKeys > 0 {
+			// A small key budget is honoured at page granularity: ask SCAN
+			// for no more than what is left of it (COUNT is a hint).
+			count = min(count, lim.MaxKeys-int(res.Scanned))
+		}
+		next, keys, err := c.scan(ctx, scanner, cursor, count)
 		if err != nil {
 			run.abort(classify(fmt.Errorf("SCAN %s db %d cursor %s: %w", ch.Node, ch.DB, cursor, err)))
 			break
@@ -329,12 +336,12 @@ func (c *Copier) CopyChunk(ctx context.Context, ch Chunk, lim Limits) (Result, e
 	return res, nil
 }
 
-func (c *Copier) scan(ctx context.Context, node valkey.Client, cursor string) (string, []string, error) {
+func (c *Copier) scan(ctx context.Context, node valkey.Client, cursor string, count int) (string, []string, error) {
 	args := []string{cursor}
 	if c.opts.Match != "" {
 		args = append(args, "MATCH", c.opts.Match)
 	}
-	args = append(args, "COUNT", fmt.Sprint(c.opts.BatchSize))
+	args = append(args, "COUNT", strconv.Itoa(count))
 	if c.opts.Type != "" {
 		args = append(args, "TYPE", c.opts.Type)
 	}
