@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kvmigrate/kvmigrate/internal/job"
+	"github.com/kvmigrate/kvmigrate/internal/workflow"
 )
 
 func (a *app) jobsCmd() *cobra.Command {
@@ -40,6 +41,9 @@ func (a *app) jobsCmd() *cobra.Command {
 					return writeJSON(a, map[string]any{"job": j, "shards": shards})
 				}
 				fmt.Fprintf(a.out, "job %s  %s %s  %s → %s\n", j.ID, j.Status, j.Stage, j.Source, j.Target)
+				if workflow.IsShake(j.Mode) {
+					renderShake(a.out, workflow.Outcome{Job: j})
+				}
 				if j.Error != "" {
 					fmt.Fprintf(a.out, "  %s\n", j.Error)
 				}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/kvmigrate/kvmigrate/internal/endpoint"
+	"github.com/kvmigrate/kvmigrate/internal/workflow"
 )
 
 func main() {
@@ -43,7 +44,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled), errors.Is(err, workflow.ErrStopped): // Ctrl-C, or a redis-shake run stopped before its end
 		return exitInterrupted
 	case errors.As(err, &ue):
 		return exitUsage

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,9 @@ type runFlags struct {
 	chunkKeys      int
 	json           bool
 	noProgress     bool
+	// mode and cutoverOnSignal: see registerMode (shake.go).
+	mode            string
+	cutoverOnSignal bool
 }
 
 func (f *runFlags) register(cmd *cobra.Command, withEndpoints bool) {
@@ -35,6 +39,7 @@ func (f *runFlags) register(cmd *cobra.Command, withEndpoints bool) {
 		fl.IntVar(&f.opts.MaxOps, "max-ops", 0, "at most this many commands per second on the source (0: no limit)")
 		fl.IntVar(&f.opts.Parallel, "parallel", 4, "shards (master × database) copied at once")
 		fl.IntVar(&f.opts.Concurrency, "concurrency", transfer.DefaultInFlight, "big and compound keys in flight per shard (at least 50)")
+		f.registerMode(cmd)
 	}
 	fl.IntVar(&f.chunkKeys, "chunk-keys", workflow.DefaultChunkKeys, "keys per checkpoint: an interruption redoes at most this many per shard")
 	fl.BoolVar(&f.json, "json", false, "print the result as JSON")
@@ -65,8 +70,12 @@ The job is checkpointed after each chunk: Ctrl-C, then kvmigrate resume JOB.`,
 			if err := checkOptions(f.opts); err != nil {
 				return err
 			}
-			return a.runJob(cmd, f, func(l *workflow.Local) (workflow.Outcome, error) {
-				return l.Migrate(cmd.Context(), workflow.Request{Source: src, Target: dst, Options: f.opts, ChunkKeys: f.chunkKeys})
+			req := workflow.Request{Source: src, Target: dst, Options: f.opts, ChunkKeys: f.chunkKeys}
+			if err := a.checkMode(f, &req); err != nil {
+				return err
+			}
+			return a.runJob(cmd, f, func(ctx context.Context, l *workflow.Local) (workflow.Outcome, error) {
+				return l.Migrate(ctx, req)
 			})
 		},
 	}
@@ -116,8 +125,8 @@ $KVMIGRATE_SOURCE_PASSWORD / $KVMIGRATE_TARGET_PASSWORD.`,
 			if err != nil {
 				return err
 			}
-			return a.runJob(cmd, f, func(l *workflow.Local) (workflow.Outcome, error) {
-				return l.Resume(cmd.Context(), j.ID, workflow.Request{Source: src, Target: dst, ChunkKeys: f.chunkKeys})
+			return a.runJob(cmd, f, func(ctx context.Context, l *workflow.Local) (workflow.Outcome, error) {
+				return l.Resume(ctx, j.ID, workflow.Request{Source: src, Target: dst, ChunkKeys: f.chunkKeys})
 			})
 		},
 	}
@@ -142,25 +151,17 @@ func resumeEndpoint(flag, given, stored, env string) (endpoint.Endpoint, error) 
 
 // runJob opens the store, runs the job with progress bars, and prints the
 // outcome.
-func (a *app) runJob(cmd *cobra.Command, f *runFlags, run func(*workflow.Local) (workflow.Outcome, error)) error {
+func (a *app) runJob(cmd *cobra.Command, f *runFlags, run func(context.Context, *workflow.Local) (workflow.Outcome, error)) error {
 	store, err := a.openStore()
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	l := &workflow.Local{Store: store, Log: a.logger()}
-	var bars *progress
-	if !f.json && !f.noProgress && isTerminal(os.Stderr) {
-		bars = newProgress(cmd.Context(), a.errOut)
-		l.Observer = bars
-	} else if !f.json {
-		l.Observer = newLineProgress(a.errOut)
-	}
+	live := a.startRun(cmd, f, l, store)
 	started := time.Now()
-	out, err := run(l)
-	if bars != nil {
-		bars.wait()
-	}
+	out, err := run(live.ctx, l)
+	live.finish()
 	if out.Job.ID == "" {
 		return err
 	}

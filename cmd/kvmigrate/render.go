@@ -36,7 +36,9 @@ func renderOutcome(w io.Writer, out workflow.Outcome, took time.Duration) {
 		tw.Flush()
 	}
 	c := j.Counters
-	if out.Elapsed > 0 {
+	if workflow.IsShake(j.Mode) {
+		renderShake(w, out)
+	} else if out.Elapsed > 0 {
 		fmt.Fprintf(w, "  %d keys, %s in %s: %.0f keys/s\n", c.Copied, bytesHuman(c.Bytes), out.Elapsed.Round(time.Millisecond),
 			float64(c.Copied+c.Skipped+c.Expired)/out.Elapsed.Seconds())
 	}
@@ -109,4 +111,20 @@ func jsonOutcome(out workflow.Outcome, err error) outcomeJSON {
 		o.Error = endpoint.Redact(err.Error())
 	}
 	return o
+}
+
+// renderShake prints what redis-shake last reported of a run.
+func renderShake(w io.Writer, out workflow.Outcome) {
+	j, p := out.Job, out.Job.Progress
+	fmt.Fprintf(w, "  redis-shake (%s): stage %s, %d entries written", j.Mode, j.Stage, p.Keys)
+	if p.RDBBytesTotal > 0 {
+		fmt.Fprintf(w, ", RDB %s of %s", bytesHuman(p.RDBBytesDone), bytesHuman(p.RDBBytesTotal))
+	}
+	if j.Mode == job.ModeRedisShakeSync && p.Phase == "syncing_aof" {
+		fmt.Fprintf(w, ", replication diff %s", bytesHuman(p.AOFDiff))
+	}
+	if out.Elapsed > 0 {
+		fmt.Fprintf(w, " in %s", out.Elapsed.Round(time.Millisecond))
+	}
+	fmt.Fprintln(w)
 }

@@ -50,7 +50,7 @@ with KVMIGRATE_SOURCE_PASSWORD and KVMIGRATE_TARGET_PASSWORD.`,
 	_ = root.PersistentFlags().MarkHidden("memprofile")
 	root.AddCommand(a.migrateCmd(), a.resumeCmd(), a.jobsCmd(), a.sampleCmd())
 	root.AddCommand(a.validateCmd())
-	root.AddCommand(a.analyzeCmd(), a.runCmd())
+	root.AddCommand(a.analyzeCmd(), a.runCmd(), a.cutoverCmd())
 	root.AddCommand(a.serveCmd())
 	for _, c := range root.Commands() {
 		if c.RunE != nil {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -58,8 +57,12 @@ also limits the analysis.`,
 			if validateSample < 1 {
 				return usageError{fmt.Errorf("--validate-sample must be at least 1, got %d", validateSample)}
 			}
+			req := workflow.Request{Source: src, Target: dst, Options: f.opts, ChunkKeys: f.chunkKeys}
+			if err := a.checkMode(f, &req); err != nil {
+				return err
+			}
 			return a.run(cmd, f, workflow.RunRequest{
-				Request:        workflow.Request{Source: src, Target: dst, Options: f.opts, ChunkKeys: f.chunkKeys},
+				Request:        req,
 				Analysis:       aopts,
 				Validation:     validation.Options{Sample: validateSample},
 				SkipValidation: noValidate,
@@ -88,18 +91,10 @@ func (a *app) run(cmd *cobra.Command, f *runFlags, req workflow.RunRequest) erro
 	if !f.json {
 		req.OnAnalysis = func(r *analysis.Report) { writeFindings(a.out, r, req.Options.Force) }
 	}
-	var bars *progress
-	if !f.json && !f.noProgress && isTerminal(os.Stderr) {
-		bars = newProgress(cmd.Context(), a.errOut)
-		l.Observer = bars
-	} else if !f.json {
-		l.Observer = newLineProgress(a.errOut)
-	}
+	live := a.startRun(cmd, f, l, store)
 	started := time.Now()
-	out, err := l.Run(cmd.Context(), req)
-	if bars != nil {
-		bars.wait()
-	}
+	out, err := l.Run(live.ctx, req)
+	live.finish()
 	if out.Job.ID == "" {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -52,6 +53,7 @@ func (a *app) checkMode(f *runFlags, req *workflow.Request) error {
 	// redis-shake's working directory (a sync keeps the source's RDB and
 	// AOF there until the run ends) lives next to the job store.
 	req.Shake.Dir = filepath.Join(filepath.Dir(path), "shake")
+	req.Shake.ReportEvery = time.Second // the bars' refresh; the job store is local
 	if err := workflow.CheckShake(*req); err != nil {
 		if errors.Is(err, shake.ErrBinaryNotFound) || errors.Is(err, shake.ErrInvalidConfig) || errors.Is(err, job.ErrInvalid) {
 			return usageError{fmt.Errorf("--mode %s: %w", f.mode, err)}
@@ -91,16 +93,21 @@ type liveRun struct {
 // in redis_shake_sync mode, where Ctrl-C is a question, not a cancel.
 func (a *app) startRun(cmd *cobra.Command, f *runFlags, l *workflow.Local, store *bolt.Store) *liveRun {
 	r := &liveRun{a: a, f: f, store: store, done: make(chan struct{})}
+	syncMode := f.mode == job.ModeRedisShakeSync
+	if syncMode {
+		r.ctx, r.cancel = context.WithCancel(context.WithoutCancel(cmd.Context()))
+	} else {
+		r.ctx, r.cancel = context.WithCancel(cmd.Context())
+	}
 	var inner workflow.Observer
 	if !f.json && !f.noProgress && isTerminal(os.Stderr) {
-		r.bars = newProgress(cmd.Context(), a.errOut)
+		r.bars = newProgress(r.ctx, a.errOut)
 		inner = r.bars
 	} else if !f.json {
 		inner = newLineProgress(a.errOut)
 	}
 	r.track = &shakeTracker{inner: inner}
 	l.Observer = r.track
-	r.ctx, r.cancel = context.WithCancel(cmd.Context())
 	if !workflow.IsShake(f.mode) {
 		return r
 	}
@@ -109,8 +116,7 @@ func (a *app) startRun(cmd *cobra.Command, f *runFlags, l *workflow.Local, store
 		l.Log.Warn("kvmigrate cutover from another terminal is unavailable for this run", "err", err)
 	}
 	r.ctl = ctl
-	if f.mode == job.ModeRedisShakeSync {
-		r.ctx, r.cancel = context.WithCancel(context.WithoutCancel(cmd.Context()))
+	if syncMode {
 		r.sigs = make(chan os.Signal, 4)
 		signal.Notify(r.sigs, os.Interrupt, syscall.SIGTERM)
 		r.wg.Go(r.signals)

@@ -198,14 +198,19 @@ func (l *Local) runShake(ctx context.Context, id string, s *session, req Request
 	return out, err
 }
 
+// Resolver returns the endpoints of job j with their credentials (which
+// job records never hold: see phase.JobEndpoints and lambdafn's
+// SecretResolver).
+type Resolver func(ctx context.Context, j job.Job) (src, dst endpoint.Endpoint, err error)
+
 // ShakeStep runs the redis-shake step of migration job id as shake-task
 // does on Fargate: the job must be analyzed (or running, for a task that
-// starts again); it connects to src and dst (with their credentials) to
-// learn their topology, runs redis-shake with the job's options, and
-// records the end. After ShakeFinished and ShakeCutOver the job stays
-// running, for the validation step; a stopped or failed run ends the job
-// stopped or failed, and the error says why (ErrStopped, or the failure).
-func (l *Local) ShakeStep(ctx context.Context, id string, src, dst endpoint.Endpoint, so ShakeOptions) (ShakeOutcome, error) {
+// starts again); it resolves the job's endpoints, connects to them to learn
+// their topology, runs redis-shake with the job's options, and records the
+// end. After ShakeFinished and ShakeCutOver the job stays running, for the
+// validation step; a stopped or failed run ends the job stopped or failed,
+// and the error says why (ErrStopped, or the failure).
+func (l *Local) ShakeStep(ctx context.Context, id string, resolve Resolver, so ShakeOptions) (ShakeOutcome, error) {
 	j, err := l.Store.Get(ctx, id)
 	if err != nil {
 		return ShakeOutcome{End: ShakeFailed}, fmt.Errorf("job %s: %w", id, err)
@@ -223,6 +228,10 @@ func (l *Local) ShakeStep(ctx context.Context, id string, src, dst endpoint.Endp
 		}
 		o, err := l.failed(ctx, id, err)
 		return ShakeOutcome{Job: o.Job, End: ShakeFailed}, err
+	}
+	src, dst, err := resolve(ctx, j)
+	if err != nil {
+		return fail(err)
 	}
 	req := Request{Source: src, Target: dst, Mode: j.Mode, Options: j.Options, Shake: so}
 	sc, dc, err := dial(ctx, req)

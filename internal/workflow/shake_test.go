@@ -39,10 +39,14 @@ type shakeWatcher struct {
 	jobID   string
 }
 
-func (w *shakeWatcher) Planned(string, []workflow.ShardPlan)  {}
-func (w *shakeWatcher) Progress(string, int, job.Counters)    {}
-func (w *shakeWatcher) ShardDone(string, int)                 {}
-func (w *shakeWatcher) ShakeStatus(_ string, st shake.Status) { w.mu.Lock(); w.seen = append(w.seen, st); w.mu.Unlock() }
+func (w *shakeWatcher) Planned(string, []workflow.ShardPlan) {}
+func (w *shakeWatcher) Progress(string, int, job.Counters)   {}
+func (w *shakeWatcher) ShardDone(string, int)                {}
+func (w *shakeWatcher) ShakeStatus(_ string, st shake.Status) {
+	w.mu.Lock()
+	w.seen = append(w.seen, st)
+	w.mu.Unlock()
+}
 func (w *shakeWatcher) ShakeStarted(id, mode string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

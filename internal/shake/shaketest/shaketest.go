@@ -37,7 +37,6 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -250,10 +249,4 @@ func nextSignalLine(lines []string, from int) int {
 		}
 	}
 	return len(lines)
-}
-
-// Describe says why scenario ends with its exit status (for messages).
-func Describe(scenario string) string {
-	c := captures[scenario]
-	return scenario + ": exit " + strconv.Itoa(c.code) + ", " + c.why
 }
