@@ -54,13 +54,15 @@ func (p *progress) Planned(jobID string, shards []workflow.ShardPlan) {
 	for _, s := range shards {
 		name := shardName(s.Node, s.DB)
 		total := max(s.Keys, processed(s.Done), 1)
-		bar := p.p.AddBar(total,
+		// A bar made with total 0 never completes by itself (mpb v8):
+		// it completes when the shard says so (SetTotal(-1, true)), not
+		// when the count reaches DBSIZE, which keys written since planning
+		// add to. SetTotal(n, false) only changes the total shown.
+		bar := p.p.AddBar(0,
 			mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.CountersNoUnit("%d / %d keys", decor.WCSyncSpace)),
 			mpb.AppendDecorators(decor.AverageSpeed(nil, "%.0f keys/s", decor.WCSyncSpace), decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncSpace), "done")),
 		)
-		// Complete only when the shard says so, not when the count
-		// reaches DBSIZE (keys written since planning add to it).
-		bar.EnableTriggerComplete()
+		bar.SetTotal(total, false)
 		bar.SetCurrent(processed(s.Done))
 		bar.DecoratorAverageAdjust(time.Now())
 		if s.Finished {
