@@ -4,7 +4,7 @@ GO ?= go
 ENGINES := $(CURDIR)/.engines
 export KVMIGRATE_ENGINES := $(ENGINES)
 
-.PHONY: demo test test-deps engines build lint lint-aws bench clean
+.PHONY: demo test test-deps engines build lint lint-aws bench clean localstack-demo
 
 ## demo: install engines, start a local source and target, seed every type, migrate, print the result
 demo: engines build
@@ -31,6 +31,11 @@ lint-aws:
 
 build:
 	$(GO) build -o bin/kvmigrate ./cmd/kvmigrate
+
+## localstack-demo: with Docker and LOCALSTACK_AUTH_TOKEN, deploy the stack into LocalStack and run one
+## migration through its API (infra/README.md; not run in CI)
+localstack-demo: build
+	./infra/localstack/demo.sh
 
 bench: engines build
 	./bench/run.sh

@@ -262,7 +262,8 @@ func TestFailuresAreCaughtIntoTheFailurePath(t *testing.T) {
 	for _, s := range states(f.def) {
 		typ := s.body["Type"]
 		lambda := s.body["Resource"] == "arn:aws:states:::lambda:invoke"
-		if s.scope != executionType || !(lambda || typ == "Map" || strings.HasPrefix(s.name, "Record") && s.name != "RecordFailure") {
+		ecs := s.body["Resource"] == resourceRunTaskSync || s.body["Resource"] == resourceRunTaskCallback
+		if s.scope != executionType || !(lambda || ecs || typ == "Map" || strings.HasPrefix(s.name, "Record") && s.name != "RecordFailure") {
 			continue
 		}
 		catches := list(s.body["Catch"])
@@ -619,7 +620,7 @@ func resultTarget(t *testing.T, s state) reflect.Type {
 }
 
 // contextPaths are the context object paths the definition may read.
-var contextPaths = regexp.MustCompile(`^\$\$\.(State\.EnteredTime|Execution\.(Id|Name|StartTime)|Map\.Item\.(Index|Value(\.[A-Za-z]\w*)*))$`)
+var contextPaths = regexp.MustCompile(`^\$\$\.(State\.EnteredTime|Task\.Token|Execution\.(Id|Name|StartTime)|Map\.Item\.(Index|Value(\.[A-Za-z]\w*)*))$`)
 
 // resolve returns the Go type that a JSONPath ($, $.a.b) names in typ:
 // each step is a json tag of a struct field (embedded structs flattened).

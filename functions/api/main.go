@@ -34,6 +34,7 @@ func main() {
 		SecretPrefix:    cfg.SecretPrefix,
 		StateMachineARN: cfg.StateMachineARN,
 		Retention:       cfg.Retention,
+		StuckTimeout:    cfg.StuckTimeout,
 		Log:             log,
 	}))
 	lambda.Start(handler(a))

@@ -75,13 +75,14 @@ func TestRoutesEveryFixture(t *testing.T) {
 		"get-migrations.json":             http.StatusOK,
 		"get-migration.json":              http.StatusOK,
 		"post-migration-validations.json": http.StatusOK,
-		"post-migration-stop.json":        http.StatusOK, // last: it ends the job
+		"post-migration-cutover.json":     http.StatusConflict, // the job is not a redis_shake_sync one
+		"post-migration-stop.json":        http.StatusOK,       // last: it ends the job
 	}
 	files, err := filepath.Glob(filepath.Join("..", "..", "events", "api", "*.json"))
 	require.NoError(t, err)
 	require.Len(t, files, len(httpCases)+2, "every fixture has a case")
 	order := []string{"post-analyses.json", "get-analysis.json", "post-migrations.json", "get-migrations.json",
-		"get-migration.json", "post-migration-validations.json", "post-migration-stop.json",
+		"get-migration.json", "post-migration-validations.json", "post-migration-cutover.json", "post-migration-stop.json",
 		"migration-requested.json", "execution-status-change.json"}
 	for _, name := range order {
 		data, err := os.ReadFile(filepath.Join("..", "..", "events", "api", name))

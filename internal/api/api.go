@@ -12,6 +12,8 @@
 //	GET  /migrations/{id}              status, stage, shards, counters,
 //	                                   findings, validation               200
 //	POST /migrations/{id}/stop         stop it                            200
+//	POST /migrations/{id}/cutover      redis_shake_sync: stop replicating,
+//	                                   then validate                      202
 //	POST /migrations/{id}/validations  validate its target again          200
 //
 // A job is started through Executions (the state machine, or the local
@@ -75,6 +77,15 @@ type Config struct {
 	// Retention is how long a finished job is kept (job.Retention when 0):
 	// the status-change handler sets expireAt from it.
 	Retention time.Duration
+	// StuckTimeout: a job in an active status with no progress for this
+	// long is failed and its slot released when the API reads it (GET
+	// /migrations, /migrations/{id}, /analyses/{id}), and its execution
+	// stopped; see ReapStuck. 0 disables the check (`kvmigrate serve`: a
+	// local job that a crash left running is resumed, not failed).
+	StuckTimeout time.Duration
+	// Tasks stops a redis_shake_sync job's task on a cutover (nil: the
+	// task finds the request in the job record).
+	Tasks Tasks
 	// MaxAnalyses and MaxExecutions override the limits above (0: them).
 	MaxAnalyses, MaxExecutions int
 	Log                        *slog.Logger
@@ -126,6 +137,7 @@ func New(cfg Config) (*API, error) {
 		{http.MethodGet, "/migrations", a.listMigrations},
 		{http.MethodGet, "/migrations/{id}", a.getMigration},
 		{http.MethodPost, "/migrations/{id}/stop", a.stopMigration},
+		{http.MethodPost, "/migrations/{id}/cutover", a.cutoverMigration},
 		{http.MethodPost, "/migrations/{id}/validations", a.validateMigration},
 	}
 	// A known path with another method is a 405 with Allow; anything else

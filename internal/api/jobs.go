@@ -124,6 +124,7 @@ func (a *API) getMigration(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	j = a.checkStuck(r.Context(), j)
 	v, err := a.migration(r.Context(), j)
 	if err != nil {
 		return err
@@ -137,6 +138,7 @@ func (a *API) getAnalysis(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	j = a.checkStuck(r.Context(), j)
 	writeJSON(w, http.StatusOK, a.analysis(r.Context(), j))
 	return nil
 }
@@ -170,6 +172,7 @@ func (a *API) listMigrations(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := MigrationList{Migrations: make([]JobView, 0, len(jobs)), Next: next}
 	for _, j := range jobs {
+		j = a.checkStuck(r.Context(), j)
 		out.Migrations = append(out.Migrations, view(j))
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -37,17 +37,28 @@ type JobView struct {
 	FinishedAt   time.Time    `json:"finishedAt,omitzero"`
 	ExpireAt     time.Time    `json:"expireAt,omitzero"`
 	ExecutionARN string       `json:"executionArn,omitempty"`
+	// Request is a request the job's process has yet to act on (cutover,
+	// stop; redis-shake modes).
+	Request string `json:"request,omitempty"`
+	// Shake is redis-shake's progress (redis-shake modes only): phase,
+	// keys, ops/s, scan %, RDB bytes, replication diff, ready for cutover.
+	Shake *job.Progress `json:"shake,omitempty"`
 }
 
 func view(j job.Job) JobView {
-	return JobView{
+	v := JobView{
 		ID: j.ID, Kind: j.Kind, Status: j.Status, Stage: j.Stage, Mode: j.Mode,
 		Source:  EndpointView{URL: j.Source, SecretARN: j.SourceSecretRef},
 		Target:  EndpointView{URL: j.Target, SecretARN: j.TargetSecretRef},
 		Options: j.Options, Counters: j.Counters, Error: j.Error,
 		CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, ExpireAt: j.ExpireAt,
-		ExecutionARN: j.ExecutionARN,
+		ExecutionARN: j.ExecutionARN, Request: j.Request,
 	}
+	if j.Mode == job.ModeRedisShake || j.Mode == job.ModeRedisShakeSync {
+		p := j.Progress
+		v.Shake = &p
+	}
+	return v
 }
 
 // MigrationView is the answer of GET /migrations/{id}.

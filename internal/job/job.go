@@ -59,6 +59,10 @@ var (
 	// list token, an endpoint with a password, a mutation that changes a
 	// field it must not). Retrying does not help.
 	ErrInvalid = errors.New("invalid job request")
+	// ErrTransient: the store is throttled, briefly unavailable or
+	// unreachable (after its client's own retries); trying again later may
+	// succeed.
+	ErrTransient = errors.New("job store temporarily unavailable")
 )
 
 // Job is the record of one migration or analysis. It is a plain value (no

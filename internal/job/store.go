@@ -12,7 +12,7 @@ import (
 // Store keeps jobs, their shard checkpoints, reports and the concurrency
 // slots. Implementations: Memory (this package), job/bolt, job/dynamo; all
 // pass jobtest.Run. Errors wrap ErrNotFound, ErrConflict, ErrLimit,
-// ErrInvalid or the context's error.
+// ErrInvalid, ErrTransient or the context's error.
 //
 // The shape follows the DynamoDB single table (PK=job#<id>): Transition and
 // Update are conditional writes that never write Counters (so a store can

@@ -493,7 +493,7 @@ func Validate(d Deps) func(context.Context, phase.ValidateInput) (phase.Validate
 		if err := in.Check(); err != nil {
 			return out, err
 		}
-		j, err := d.migration(ctx, in.JobID)
+		j, err := d.validatable(ctx, in.JobID)
 		if err != nil {
 			return out, err
 		}
@@ -526,7 +526,7 @@ func Revalidate(d Deps) func(ctx context.Context, jobID string) (phase.ValidateO
 		if err := d.check(); err != nil {
 			return out, err
 		}
-		j, err := d.migration(ctx, jobID)
+		j, err := d.validatable(ctx, jobID)
 		if err != nil {
 			return out, err
 		}
@@ -571,8 +571,20 @@ func (d Deps) validate(ctx context.Context, j job.Job, started time.Time) (phase
 	return out, nil
 }
 
-// migration returns a command-mode migration job.
+// migration returns a command-mode migration job (the execute-chunk
+// function's).
 func (d Deps) migration(ctx context.Context, id string) (job.Job, error) {
+	return d.migrationIn(ctx, id, "the execute-chunk function", job.ModeCommand)
+}
+
+// validatable returns a migration job of any mode: the validate function
+// checks the target of a command-mode copy and of redis-shake's (the
+// shake-task leaves its job running for it).
+func (d Deps) validatable(ctx context.Context, id string) (job.Job, error) {
+	return d.migrationIn(ctx, id, "the validate function", job.ModeCommand, job.ModeRedisShake, job.ModeRedisShakeSync)
+}
+
+func (d Deps) migrationIn(ctx context.Context, id, who string, modes ...string) (job.Job, error) {
 	j, err := d.Store.Get(ctx, id)
 	if err != nil {
 		return j, err
@@ -580,8 +592,8 @@ func (d Deps) migration(ctx context.Context, id string) (job.Job, error) {
 	if j.Kind != job.KindMigration {
 		return j, fmt.Errorf("job %s is an %s job, not a migration: %w", id, j.Kind, job.ErrInvalid)
 	}
-	if j.Mode != job.ModeCommand {
-		return j, &phase.UnsupportedError{Err: fmt.Errorf("job %s: mode %s is not run by the execute-chunk and validate functions", id, j.Mode)}
+	if !slices.Contains(modes, j.Mode) {
+		return j, &phase.UnsupportedError{Err: fmt.Errorf("job %s: mode %s is not run by %s", id, j.Mode, who)}
 	}
 	return j, nil
 }

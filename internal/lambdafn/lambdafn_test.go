@@ -262,6 +262,29 @@ func TestHandlers(t *testing.T) {
 		assert.Contains(t, string(body), `"passed":true`)
 	})
 
+	t.Run("validate checks the target of a redis-shake job that shake-task left running", func(t *testing.T) {
+		// No redis-shake runs here: the target already holds the source's
+		// data (the command-mode copy above), as redis-shake would leave it.
+		for _, mode := range []string{phase.ModeRedisShake, phase.ModeRedisShakeSync} {
+			shakeID := job.NewID()
+			in := e.input(shakeID)
+			in.Options.Mode, in.Options.Force = mode, true
+			_, err := analyze(ctx, in)
+			require.NoError(t, err)
+			_, err = execute(ctx, raw(t, phase.PlanInput{JobID: shakeID, Action: phase.ActionPlan}))
+			assert.Equal(t, phaseError("UnsupportedError"), errorName(err), "%s: execute-chunk runs command mode only", mode)
+			_, err = e.store.Transition(ctx, shakeID, job.StatusRunning, func(j *job.Job) { j.Stage = job.StageCutOver })
+			require.NoError(t, err, "%s: shake-task runs the job", mode)
+
+			out, err := validate(ctx, phase.ValidateInput{JobID: shakeID})
+			require.NoError(t, err, mode)
+			assert.Equal(t, phase.ValidateOutput{JobID: shakeID, Passed: true}, out, mode)
+			body, err := e.store.Report(ctx, shakeID, job.ReportValidation)
+			require.NoError(t, err)
+			assert.Contains(t, string(body), `"passed":true`)
+		}
+	})
+
 	t.Run("a chunk of a job that is not running is a ConflictError", func(t *testing.T) {
 		_, err := execute(ctx, raw(t, phase.ChunkInput{JobID: id, Node: e.src.Addr(), DB: 0, Cursor: "0"}))
 		assert.Equal(t, phaseError("ConflictError"), errorName(err))

@@ -84,7 +84,7 @@ var rules = []struct {
 	{[]error{transfer.ErrTopology}, func(err error) error { return &UnsupportedError{Err: err} }},
 	{[]error{job.ErrNotFound}, func(err error) error { return &NotFoundError{Err: err} }},
 	{[]error{job.ErrConflict}, func(err error) error { return &ConflictError{Err: err} }},
-	{[]error{transfer.ErrTransient, endpoint.ErrUnreachable}, func(err error) error { return &TransientError{Err: err} }},
+	{[]error{transfer.ErrTransient, endpoint.ErrUnreachable, job.ErrTransient}, func(err error) error { return &TransientError{Err: err} }},
 	{[]error{context.DeadlineExceeded}, func(err error) error { return &TimeoutError{Err: err} }},
 }
 

@@ -194,6 +194,7 @@ func TestClassifyNamesDomainErrors(t *testing.T) {
 	}{
 		{transfer.ErrTransient, "TransientError"},
 		{endpoint.ErrUnreachable, "TransientError"},
+		{job.ErrTransient, "TransientError"},
 		{endpoint.ErrInvalidURL, "InvalidInputError"},
 		{endpoint.ErrClusterDB, "InvalidInputError"},
 		{endpoint.ErrClusterMode, "InvalidInputError"},

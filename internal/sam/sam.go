@@ -60,6 +60,13 @@ var Pseudo = map[string]string{
 	"AWS::URLSuffix": "amazonaws.com",
 }
 
+// SampleListParameter is the value a list parameter of a type without a
+// default resolves to (comma-separated, as CloudFormation passes it).
+var SampleListParameter = map[string]string{
+	"List<AWS::EC2::Subnet::Id>":        "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
+	"List<AWS::EC2::SecurityGroup::Id>": "sg-0123456789abcdef0",
+}
+
 // Load reads and parses a template file.
 func Load(path string) (*Template, error) {
 	data, err := os.ReadFile(path)
@@ -179,10 +186,45 @@ func (t *Template) ResolveSubstitutions(stateMachine string, overrides map[strin
 // with sample names and ARNs for resources: a literal; Ref of a parameter
 // (its default), a pseudo parameter (Pseudo) or a resource (its logical
 // id); GetAtt of a resource's Arn (a sample ARN of its type); FindInMap;
-// Sub with ${Name} and ${Resource.Arn} references.
+// Sub with ${Name} and ${Resource.Arn} references; If as if every
+// condition held (the conditional resources deployed); Join of a list or of
+// a List parameter (SampleListParameter when it has no default).
 func (t *Template) Resolve(n *yaml.Node) (string, error) {
 	fn, arg := intrinsic(n)
 	switch fn {
+	case "If":
+		if arg.Kind != yaml.SequenceNode || len(arg.Content) != 3 {
+			return "", fmt.Errorf("line %d: If wants [Condition, IfTrue, IfFalse]", n.Line)
+		}
+		return t.Resolve(arg.Content[1])
+	case "Join":
+		if arg.Kind != yaml.SequenceNode || len(arg.Content) != 2 {
+			return "", fmt.Errorf("line %d: Join wants [Delimiter, List]", n.Line)
+		}
+		var items []string
+		list := arg.Content[1]
+		if lf, la := intrinsic(list); lf == "Ref" {
+			name := scalar(la)
+			v, err := t.ref(name)
+			if p, ok := t.Parameters[name]; ok && !p.HasDefault && SampleListParameter[p.Type] != "" {
+				v, err = SampleListParameter[p.Type], nil
+			}
+			if err != nil {
+				return "", err
+			}
+			items = strings.Split(v, ",")
+		} else if list.Kind == yaml.SequenceNode {
+			for _, c := range list.Content {
+				v, err := t.Resolve(c)
+				if err != nil {
+					return "", err
+				}
+				items = append(items, v)
+			}
+		} else {
+			return "", fmt.Errorf("line %d: Join of a %s", n.Line, kindName(list.Kind))
+		}
+		return strings.Join(items, arg.Content[0].Value), nil
 	case "":
 		if n.Kind != yaml.ScalarNode {
 			return "", fmt.Errorf("line %d: cannot resolve a %s", n.Line, kindName(n.Kind))

@@ -33,6 +33,8 @@ Resources:
         Bus: {Ref: Bus}
         TaskTimeout: !FindInMap [TaskTimeouts, !Ref Timeout, Seconds]
         Literal: hello
+        Subnets: !Join ['","', !Ref Subnets]
+        Conditional: !If [HasIt, !GetAtt Table.Arn, none]
         Where: !Sub "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${Bus} for ${Fn.Arn}"
   Broken:
     Type: AWS::Serverless::StateMachine
@@ -65,6 +67,8 @@ func TestResolveEvaluatesIntrinsicsWithSampleValues(t *testing.T) {
 		"Bus":         "default",
 		"TaskTimeout": "360",
 		"Literal":     "overridden",
+		"Subnets":     `subnet-0123456789abcdef0","subnet-0fedcba9876543210`,
+		"Conditional": "arn:aws:dynamodb:us-east-1:123456789012:table/Table",
 		"Where":       "arn:aws:events:us-east-1:123456789012:event-bus/default for " + fn,
 	}, got)
 

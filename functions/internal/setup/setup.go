@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/kvmigrate/kvmigrate/internal/api"
 	"github.com/kvmigrate/kvmigrate/internal/job"
 	"github.com/kvmigrate/kvmigrate/internal/job/dynamo"
 	"github.com/kvmigrate/kvmigrate/internal/lambdafn"
@@ -32,6 +33,7 @@ const (
 	EnvStateMachineARN  = "STATE_MACHINE_ARN"
 	EnvEventBus         = "EVENT_BUS_NAME"
 	EnvSafetyMarginSecs = "CHUNK_SAFETY_MARGIN_SECONDS"
+	EnvStuckTimeoutSecs = "STUCK_JOB_TIMEOUT_SECONDS"
 )
 
 // Config is a function's configuration.
@@ -44,15 +46,18 @@ type Config struct {
 	// SafetyMargin: see lambdafn.Deps (CHUNK_SAFETY_MARGIN_SECONDS, default
 	// lambdafn.DefaultSafetyMargin).
 	SafetyMargin time.Duration
+	// StuckTimeout: see api.Config (STUCK_JOB_TIMEOUT_SECONDS, default
+	// api.DefaultStuckTimeout).
+	StuckTimeout time.Duration
 	// The api function's: STATE_MACHINE_ARN (required) and EVENT_BUS_NAME.
 	StateMachineARN string
 	EventBusName    string
 }
 
-// Load reads the configuration from getenv; api says whether it is the api
+// Load reads the configuration from getenv; forAPI says whether it is the api
 // function's (which needs the state machine). Every problem is in the one
 // error.
-func Load(getenv func(string) string, api bool) (Config, error) {
+func Load(getenv func(string) string, forAPI bool) (Config, error) {
 	var problems []string
 	require := func(name string) string {
 		v := strings.TrimSpace(getenv(name))
@@ -78,12 +83,13 @@ func Load(getenv func(string) string, api bool) (Config, error) {
 		SecretPrefix: strings.TrimSpace(getenv(EnvSecretPrefix)),
 		Retention:    positive(EnvRetentionDays, 24*time.Hour, job.Retention),
 		SafetyMargin: positive(EnvSafetyMarginSecs, time.Second, lambdafn.DefaultSafetyMargin),
+		StuckTimeout: positive(EnvStuckTimeoutSecs, time.Second, api.DefaultStuckTimeout),
 		EventBusName: strings.TrimSpace(getenv(EnvEventBus)),
 	}
 	if c.SecretPrefix == "" {
 		problems = append(problems, EnvSecretPrefix+" is not set (the secrets' name prefix the functions may read)")
 	}
-	if api {
+	if forAPI {
 		c.StateMachineARN = require(EnvStateMachineARN)
 		if c.StateMachineARN != "" && !strings.HasPrefix(c.StateMachineARN, "arn:") {
 			problems = append(problems, fmt.Sprintf("%s=%q is not an ARN", EnvStateMachineARN, c.StateMachineARN))

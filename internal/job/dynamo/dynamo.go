@@ -52,10 +52,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/kvmigrate/kvmigrate/internal/job"
 )
@@ -385,7 +387,50 @@ func (s *Store) wrap(ctx context.Context, what string, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
 		return fmt.Errorf("%s: %w (%w)", what, ctxErr, err)
 	}
+	if transient(err) {
+		return fmt.Errorf("%s in table %s: %w: %w", what, s.table, job.ErrTransient, err)
+	}
 	return fmt.Errorf("%s in table %s: %w", what, s.table, err)
+}
+
+// transientCodes are the DynamoDB error codes worth trying again later.
+var transientCodes = map[string]bool{
+	"ProvisionedThroughputExceededException": true,
+	"ThrottlingException":                    true,
+	"RequestLimitExceeded":                   true,
+	"InternalServerError":                    true,
+	"ServiceUnavailable":                     true,
+	"TransactionInProgressException":         true,
+}
+
+// transientReasons are the cancellation reasons of a TransactWriteItems
+// that a later attempt may get past.
+var transientReasons = map[string]bool{
+	"ThrottlingError":               true,
+	"ProvisionedThroughputExceeded": true,
+	"TransactionConflict":           true,
+}
+
+// transient reports whether err, as the SDK returns it after its own
+// retries, is throttling, a DynamoDB server error or a network failure:
+// worth trying again later (job.ErrTransient), unlike a refused request.
+func transient(err error) bool {
+	if tce, ok := errors.AsType[*types.TransactionCanceledException](err); ok {
+		for _, r := range tce.CancellationReasons {
+			if transientReasons[aws.ToString(r.Code)] {
+				return true
+			}
+		}
+		return false
+	}
+	if ae, ok := errors.AsType[smithy.APIError](err); ok {
+		if transientCodes[ae.ErrorCode()] {
+			return true
+		}
+	}
+	// Connection errors, timeouts and retryable HTTP statuses, as the
+	// SDK's standard retryer judges them.
+	return retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary
 }
 
 // ---- jobs ------------------------------------------------------------------
@@ -1100,5 +1145,5 @@ func (s *Store) transact(ctx context.Context, what string, items []types.Transac
 		case <-time.After(d):
 		}
 	}
-	return nil, fmt.Errorf("%s: %d transaction conflicts in a row", what, maxAttempts)
+	return nil, fmt.Errorf("%s: %d transaction conflicts in a row: %w", what, maxAttempts, job.ErrTransient)
 }
