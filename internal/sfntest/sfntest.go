@@ -15,7 +15,8 @@
 //     resource and the arn:aws:states:::lambda:invoke form (Parameters with
 //     FunctionName and Payload, result under Payload) are served.
 //   - the other service integrations the engine does not run (dynamodb:*,
-//     events:putEvents, and any the test adds): the runner gives those Task
+//     events:putEvents, ecs:runTask.sync and .waitForTaskToken as local
+//     processes with [Config.ECS] (see ecs.go), and any the test adds): the runner gives those Task
 //     states local handlers that call back here; DynamoDB calls go to a real
 //     DynamoDB API (moto, see internal/awstest) through aws-sdk-go-v2, and
 //     events are recorded for the test to inspect.
@@ -37,7 +38,8 @@
 // error's Cause is "errorType: errorMessage" rather than the error payload's
 // JSON; Task TimeoutSeconds fails the state and leaves the invocation
 // running, as Step Functions does; retry waits are shortened unless
-// [Config.RealRetryIntervals].
+// [Config.RealRetryIntervals]; $$.Task.Token and the task token API are the
+// harness's emulation (ecs.go), the library has neither.
 package sfntest
 
 import (
@@ -115,6 +117,9 @@ type Config struct {
 	// Tasks are handlers for other Task resources, or replacements of the
 	// built-in ones, by Resource (e.g. "arn:aws:states:::ecs:runTask.sync").
 	Tasks map[string]TaskHandler
+	// ECS runs the ecs:runTask.sync and .waitForTaskToken integrations as
+	// local processes (nil: they fail); see ecs.go.
+	ECS *ECSConfig
 	// RetryInterval replaces every Retry wait (default 10ms), unless
 	// RealRetryIntervals is set.
 	RetryInterval      time.Duration
@@ -147,6 +152,10 @@ type Harness struct {
 	tasks      []TaskCall
 	changes    []events.CloudWatchEvent
 	closed     bool
+	// ECS tasks and task tokens (ecs.go).
+	runs       map[string]*taskRun
+	tokenWaits map[string]*tokenWait
+	tokenCalls []TokenCall
 }
 
 // New starts a Harness for the test; it is closed when the test ends. A
@@ -183,6 +192,8 @@ func New(t testing.TB, cfg Config) *Harness {
 		cfg:        cfg,
 		log:        cfg.Log,
 		executions: map[string]*Execution{},
+		runs:       map[string]*taskRun{},
+		tokenWaits: map[string]*tokenWait{},
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -190,6 +201,8 @@ func New(t testing.TB, cfg Config) *Harness {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", h.serveInvoke)
 	mux.HandleFunc("POST /tasks", h.serveTask)
+	mux.HandleFunc("POST /{$}", h.serveSFN)
+	mux.HandleFunc("GET /ecs-metadata/{task}/task", h.serveMetadata)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		h.t.Errorf("sfntest: unexpected request %s %s", r.Method, r.URL)
 		http.Error(w, "not served by sfntest", http.StatusNotFound)
@@ -215,6 +228,7 @@ func (h *Harness) close() {
 	for _, e := range running {
 		e.kill()
 	}
+	h.closeTasks()
 	// Close waits for the requests being served; then no invocation starts,
 	// and those that outlived their request (timed out) are waited for.
 	done := make(chan struct{})

@@ -86,6 +86,10 @@ type taskRequest struct {
 	State    string          `json:"state"`
 	Resource string          `json:"resource"`
 	Input    json.RawMessage `json:"input"`
+	// TaskTokens are the emulated $$.Task.Token values in Input, and
+	// HeartbeatSeconds the state's (0: none); see ecs.go.
+	TaskTokens       []string `json:"taskTokens"`
+	HeartbeatSeconds int      `json:"heartbeatSeconds"`
 }
 
 type taskAnswer struct {
@@ -101,9 +105,23 @@ func (h *Harness) serveTask(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	handler := h.taskHandler(req.State, req.Resource)
-	// Like a Lambda invocation, a service call outlives an abort.
-	ctx, cancel := context.WithTimeout(context.Background(), taskCallTimeout)
+	var handler TaskHandler
+	if _, custom := h.cfg.Tasks[req.Resource]; !custom {
+		handler = h.ecsHandler(req.State, req.Resource, req.TaskTokens, req.HeartbeatSeconds)
+	}
+	var (
+		ctx    context.Context
+		cancel context.CancelFunc
+	)
+	if handler != nil {
+		// An ECS task lasts as long as the execution waits for it: the
+		// runner's request ends when the execution is aborted.
+		ctx, cancel = context.WithTimeout(r.Context(), ecsTaskLimit)
+	} else {
+		handler = h.taskHandler(req.State, req.Resource)
+		// Like a Lambda invocation, a service call outlives an abort.
+		ctx, cancel = context.WithTimeout(context.Background(), taskCallTimeout)
+	}
 	defer cancel()
 	h.invocations.Add(1)
 	out, err := handler(ctx, req.Input)

@@ -15,12 +15,15 @@
 // points at its Lambda Invoke API (AWS_ENDPOINT_URL_LAMBDA, dummy keys).
 // Every other Task state (dynamodb:*, events:putEvents, ecs:runTask...) gets a
 // local handler (the library's overrides.taskResourceLocalHandlers) that POSTs
-// {state, resource, input} to taskURL; the answer is {output} or {error, cause}.
+// {state, resource, input, taskTokens, heartbeatSeconds} to taskURL; the
+// answer is {output} or {error, cause}. taskTokens are the emulated
+// $$.Task.Token values found in the input (see issuedTokens).
 //
 // stdout: one JSON object per line, {"event": ...} for each of the library's
 // events, then {"result": {status, output | error, cause}} with status
 // SUCCEEDED, FAILED, ABORTED or TIMED_OUT. stdin: lines {"cmd": "abort"}
 // abort the execution (StopExecution); stdin closing aborts it too.
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import {
@@ -45,10 +48,10 @@ function isLambda(resource) {
 function taskStates(states, out = new Map()) {
   for (const [name, state] of Object.entries(states)) {
     if (state.Type === 'Task') {
-      if (out.has(name) && out.get(name) !== state.Resource) {
+      if (out.has(name) && out.get(name).Resource !== state.Resource) {
         throw new Error(`two Task states named ${name} call different resources`);
       }
-      out.set(name, state.Resource);
+      out.set(name, state);
     }
     for (const sub of [state.ItemProcessor, state.Iterator, ...(state.Branches ?? [])]) {
       if (sub) taskStates(sub.States, out);
@@ -64,14 +67,36 @@ class TaskError extends Error {
   }
 }
 
-function localHandler(state, resource) {
+// aws-local-stepfunctions 3.0.0 has no task tokens (no $$.Task.Token, no
+// .waitForTaskToken). Emulation: $$.Task.Token below hands out a fresh
+// random token each time a state's Parameters read it; the local handler
+// finds the tokens it was issued in its input and sends them along, and
+// the Go harness holds the state until SendTaskSuccess / SendTaskFailure
+// for that token (see ecs.go). One token per read, not per state entry:
+// the definition reads it once per Task state.
+const issuedTokens = new Set();
+
+function tokensIn(value, found = []) {
+  if (typeof value === 'string') {
+    if (issuedTokens.has(value)) {
+      issuedTokens.delete(value);
+      found.push(value);
+    }
+  } else if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) tokensIn(v, found);
+  }
+  return found;
+}
+
+function localHandler(state, resource, heartbeatSeconds) {
   return async (input) => {
     let res;
     try {
+      const taskTokens = tokensIn(input);
       res = await fetch(spec.taskURL, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ state, resource, input }),
+        body: JSON.stringify({ state, resource, input, taskTokens, heartbeatSeconds }),
       });
     } catch (err) {
       throw new TaskError('States.TaskFailed', `local handler for ${resource}: ${err.message}`);
@@ -98,8 +123,10 @@ normalize(spec.definition.States);
 
 const taskResourceLocalHandlers = {};
 const retryIntervalOverrides = {};
-for (const [name, resource] of taskStates(spec.definition.States)) {
-  if (!isLambda(resource)) taskResourceLocalHandlers[name] = localHandler(name, resource);
+for (const [name, state] of taskStates(spec.definition.States)) {
+  if (!isLambda(state.Resource)) {
+    taskResourceLocalHandlers[name] = localHandler(name, state.Resource, state.HeartbeatSeconds ?? null);
+  }
 }
 if (spec.retryIntervalMs != null) {
   const retrying = (states) => {
@@ -115,11 +142,20 @@ if (spec.retryIntervalMs != null) {
 
 // The library's context object has no State: $$.State.EnteredTime reads the
 // time at which the state evaluates its Parameters (a getter, so it moves).
+// $$.Task.Token: see issuedTokens above (emulated; the library has no Task
+// in its context object either).
 const context = {
   ...spec.context,
   State: {
     get EnteredTime() {
       return new Date().toISOString();
+    },
+  },
+  Task: {
+    get Token() {
+      const token = 'sfntest-token-' + randomBytes(24).toString('base64url');
+      issuedTokens.add(token);
+      return token;
     },
   },
 };

@@ -93,6 +93,10 @@ func Main(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// StandIn reports whether this process was started as the stand-in (for a
+// TestMain that does more than Main: call Main first when it is).
+func StandIn() bool { return os.Getenv(envScenario) != "" }
+
 // Option changes how the stand-in replays.
 type Option func(*settings)
 
