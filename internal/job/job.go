@@ -206,7 +206,14 @@ type Shard struct {
 	Done   bool   `json:"done"`
 	// Commands: the DUMP/RESTORE fast path was refused for this shard; copy
 	// with per-type commands from here on.
-	Commands  bool      `json:"commands"`
+	Commands bool `json:"commands"`
+	// InFlight is set while a chunk of the shard runs. Found set when a
+	// chunk starts, it means the last one died before its checkpoint.
+	InFlight bool `json:"inFlight,omitempty"`
+	// Dirty: a chunk of the shard may have left temporary keys on the
+	// target (it failed, died, or could not delete one); the end of the
+	// shard sweeps them. A clean shard skips that SCAN of the target.
+	Dirty     bool      `json:"dirty,omitempty"`
 	Counters  Counters  `json:"counters"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }

@@ -218,6 +218,9 @@ type Result struct {
 	// that changed while being copied, for the report.
 	Errors   []string `json:"errors,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
+	// TempKeysLeft counts temporary keys this chunk could neither rename
+	// nor delete (the target failed): the shard must be swept.
+	TempKeysLeft int64 `json:"tempKeysLeft,omitempty"`
 }
 
 const maxErrors = 20
@@ -230,6 +233,7 @@ type chunkRun struct {
 	shard    string        // ShardTag, part of the temporary key names
 	src, dst valkey.Client // routing clients
 	commands atomic.Bool   // fast path refused: commands from now on
+	tempLeft atomic.Int64  // temporary keys neither renamed nor deleted (yet)
 
 	cancel context.CancelCauseFunc
 
@@ -325,6 +329,7 @@ func (c *Copier) CopyChunk(ctx context.Context, ch Chunk, lim Limits) (Result, e
 	res.Errors = run.errs
 	res.Warnings = run.warnings
 	res.Commands = run.commands.Load()
+	res.TempKeysLeft = run.tempLeft.Load()
 	if run.fatal != nil {
 		return res, run.fatal
 	}

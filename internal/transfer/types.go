@@ -35,6 +35,9 @@ func (r *chunkRun) copyKey(ctx context.Context, kj keyJob) {
 		return
 	}
 	tmp := TempKey(r.c.opts.JobID, r.shard, kj.key)
+	// tmp counts as left on the target until it is renamed into place or
+	// deleted; CopyChunk reports what is left so the shard gets swept.
+	r.tempLeft.Add(1)
 	var (
 		n   copied
 		err error
@@ -58,16 +61,20 @@ func (r *chunkRun) copyKey(ctx context.Context, kj keyJob) {
 	if err == nil {
 		err = r.finish(ctx, kj.key, tmp, n)
 	}
-	if err != nil {
-		// Best effort: a temp key left behind is swept at the end of the
-		// shard or when the job resumes.
-		r.dst.Do(context.WithoutCancel(ctx), r.dst.B().Del().Key(tmp).Build())
-		if errors.Is(err, errVanished) || isWrongType(err) {
-			r.vanished(ctx, []string{kj.key})
-			return
-		}
-		r.fail(kj.key, err)
+	if err == nil {
+		r.tempLeft.Add(-1) // renamed into place (or deleted, in skip mode)
+		return
 	}
+	// A temp key that cannot be deleted now is swept at the end of the
+	// shard (TempKeysLeft) or when the job resumes.
+	if r.dst.Do(context.WithoutCancel(ctx), r.dst.B().Del().Key(tmp).Build()).Error() == nil {
+		r.tempLeft.Add(-1)
+	}
+	if errors.Is(err, errVanished) || isWrongType(err) {
+		r.vanished(ctx, []string{kj.key})
+		return
+	}
+	r.fail(kj.key, err)
 }
 
 // finalScript renames the temporary key into place and sets the TTL in one

@@ -340,13 +340,19 @@ func (l *Local) run(ctx context.Context, id string, s *session, req Request) (Ou
 	if err != nil {
 		return l.failed(ctx, id, err)
 	}
-	// Temporary keys left by an earlier, interrupted run of this job.
-	if swept, err := s.copier.SweepJob(ctx, shardDBs(shards)); err != nil {
-		return l.failed(ctx, id, err)
-	} else if swept > 0 {
-		l.log().Info("removed temporary keys left by an interrupted run", "job", id, "keys", swept)
-		if err := l.Store.AddCounters(ctx, id, job.Counters{TempKeysSwept: swept}); err != nil {
+	// Temporary keys left by an earlier, interrupted run of this job: only
+	// a shard whose chunk failed or died can have some (a fresh job has
+	// none, and skips this SCAN of the whole target).
+	if anyDirty(shards) {
+		swept, err := s.copier.SweepJob(ctx, shardDBs(shards))
+		if err != nil {
 			return l.failed(ctx, id, err)
+		}
+		if swept > 0 {
+			l.log().Info("removed temporary keys left by an interrupted run", "job", id, "keys", swept)
+			if err := l.Store.AddCounters(ctx, id, job.Counters{TempKeysSwept: swept}); err != nil {
+				return l.failed(ctx, id, err)
+			}
 		}
 	}
 	if l.Observer != nil {
@@ -460,23 +466,40 @@ func (l *Local) run(ctx context.Context, id string, s *session, req Request) (Ou
 }
 
 // CopyChunk runs one chunk of a shard and checkpoints it: the shard's
-// cursor and counters, and the job's counters. When the shard is done it
-// sweeps the shard's temporary keys. The execute-chunk Lambda and the local
-// workflow both call it. On error nothing is checkpointed: the chunk runs
-// again from the same cursor.
+// cursor and counters, and the job's counters. The execute-chunk Lambda and
+// the local workflow both call it. On error nothing is checkpointed but the
+// shard is marked dirty: the chunk runs again from the same cursor.
+//
+// When the shard is done, its temporary keys are swept if a chunk may have
+// left some: one failed or died (InFlight found set), or could not delete
+// one. A clean shard skips the sweep, a SCAN of the whole target keyspace.
 func CopyChunk(ctx context.Context, store job.Store, c *transfer.Copier, id string, sh job.Shard, lim transfer.Limits) (job.Shard, transfer.Result, error) {
+	if sh.InFlight {
+		sh.Dirty = true // the previous attempt died before its checkpoint
+	}
+	sh.InFlight, sh.UpdatedAt = true, time.Time{}
+	if err := store.PutShard(ctx, id, sh); err != nil {
+		return sh, transfer.Result{}, fmt.Errorf("mark shard %s db %d in flight: %w", sh.Node, sh.DB, err)
+	}
 	ch := transfer.Chunk{Node: sh.Node, DB: sh.DB, Cursor: sh.Cursor, Commands: sh.Commands}
 	res, err := c.CopyChunk(ctx, ch, lim)
+	sh.InFlight = false
 	if err != nil {
+		sh.Dirty = true
+		if perr := store.PutShard(context.WithoutCancel(ctx), id, sh); perr != nil {
+			err = errors.Join(err, fmt.Errorf("mark shard %s db %d dirty: %w", sh.Node, sh.DB, perr))
+		}
 		return sh, res, err
 	}
+	sh.Dirty = sh.Dirty || res.TempKeysLeft > 0
 	delta := res.Counters
-	if res.Done {
+	if res.Done && sh.Dirty {
 		swept, err := c.SweepShard(ctx, ch)
 		if err != nil {
 			return sh, res, err
 		}
 		delta.TempKeysSwept += swept
+		sh.Dirty = false
 	}
 	sh.Cursor, sh.Done, sh.Commands = res.Cursor, res.Done, res.Commands
 	sh.Counters.Add(delta)
@@ -506,6 +529,15 @@ func (l *Local) finish(ctx context.Context, id string, to job.Status, cause erro
 		j, _ = l.Store.Get(context.WithoutCancel(ctx), id)
 	}
 	return j
+}
+
+func anyDirty(shards []job.Shard) bool {
+	for _, s := range shards {
+		if s.Dirty || s.InFlight {
+			return true
+		}
+	}
+	return false
 }
 
 func shardDBs(shards []job.Shard) []int {

@@ -3,6 +3,7 @@ package workflow_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -165,4 +166,65 @@ func TestMigrateFailsClearlyOnATopologyItCannotCopy(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, job.StatusFailed, j.Status)
 	assert.Contains(t, j.Error, "cluster")
+}
+
+// The end-of-shard sweep SCANs the whole target: a clean run skips it, a
+// run whose chunk was interrupted sweeps what it may have left.
+func TestTemporaryKeysAreSweptOnlyWhenAChunkMayHaveLeftSome(t *testing.T) {
+	ctx := context.Background()
+	src := kvtest.StartServer(t, kvtest.Require(t, "redis-7.0"))
+	dst := kvtest.StartServer(t, kvtest.Require(t, "valkey-8.0"))
+	_, err := sample.Seed(ctx, src.Client(t), sample.Options{PerType: 200, Big: true, BigScale: 20})
+	require.NoError(t, err)
+	req := workflow.Request{Source: parse(t, src.URL()), Target: parse(t, dst.URL()), ChunkKeys: 300}
+	scans := func() string {
+		info, err := dst.Client(t).Do(ctx, dst.Client(t).B().Info().Section("commandstats").Build()).ToString()
+		require.NoError(t, err)
+		for _, line := range strings.Split(info, "\n") {
+			if strings.HasPrefix(line, "cmdstat_scan:") {
+				return line
+			}
+		}
+		return ""
+	}
+
+	t.Run("a clean run never scans the target", func(t *testing.T) {
+		l := &workflow.Local{Store: openStore(t)}
+		out, err := l.Migrate(ctx, req)
+		require.NoError(t, err)
+		assert.Empty(t, scans(), "no SCAN MATCH of the target")
+		assert.Zero(t, out.Job.Counters.TempKeysSwept)
+		for _, s := range out.Shards {
+			assert.False(t, s.Dirty)
+			assert.False(t, s.InFlight)
+		}
+	})
+
+	t.Run("an interrupted chunk marks its shard dirty, and the resumed run sweeps it", func(t *testing.T) {
+		require.NoError(t, dst.Client(t).Do(ctx, dst.Client(t).B().Flushall().Build()).Error())
+		store := openStore(t)
+		runCtx, cancel := context.WithCancel(ctx)
+		l := &workflow.Local{Store: store, Observer: &cancelAfter{n: 500, cancel: cancel}}
+		out, err := l.Migrate(runCtx, req)
+		require.ErrorIs(t, err, context.Canceled)
+		shards, err := store.Shards(ctx, out.Job.ID)
+		require.NoError(t, err)
+		require.Len(t, shards, 1)
+		require.True(t, shards[0].Dirty, "the interrupted chunk marked its shard")
+		require.False(t, shards[0].InFlight)
+		// A temporary key a dying process could have left behind.
+		leftover := transfer.TempKey(out.Job.ID, transfer.ShardTag(shards[0].Node, shards[0].DB), "some:key")
+		require.NoError(t, dst.Client(t).Do(ctx, dst.Client(t).B().Set().Key(leftover).Value("partial").Build()).Error())
+
+		l = &workflow.Local{Store: store}
+		out, err = l.Resume(ctx, out.Job.ID, req)
+		require.NoError(t, err)
+		n, err := dst.Client(t).Do(ctx, dst.Client(t).B().Exists().Key(leftover).Build()).AsInt64()
+		require.NoError(t, err)
+		assert.Zero(t, n, "the leftover temporary key was swept")
+		assert.Positive(t, out.Job.Counters.TempKeysSwept)
+		shards, err = store.Shards(ctx, out.Job.ID)
+		require.NoError(t, err)
+		assert.False(t, shards[0].Dirty)
+	})
 }
