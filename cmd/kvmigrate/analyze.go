@@ -58,11 +58,7 @@ migration unless given --force. The report is kept with the job
 (kvmigrate jobs JOB).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			src, err := parseEndpoint("source", source, "KVMIGRATE_SOURCE_PASSWORD")
-			if err != nil {
-				return err
-			}
-			dst, err := parseEndpoint("target", target, "KVMIGRATE_TARGET_PASSWORD")
+			src, dst, err := endpoints(source, target)
 			if err != nil {
 				return err
 			}

@@ -59,11 +59,7 @@ every master is scanned; writes to a cluster target follow the slots.
 The job is checkpointed after each chunk: Ctrl-C, then kvmigrate resume JOB.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			src, err := parseEndpoint("source", f.source, "KVMIGRATE_SOURCE_PASSWORD")
-			if err != nil {
-				return err
-			}
-			dst, err := parseEndpoint("target", f.target, "KVMIGRATE_TARGET_PASSWORD")
+			src, dst, err := endpoints(f.source, f.target)
 			if err != nil {
 				return err
 			}

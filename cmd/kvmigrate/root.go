@@ -118,6 +118,16 @@ func (a *app) openStore() (*bolt.Store, error) {
 	return bolt.Open(path)
 }
 
+// endpoints parses the --source and --target URLs; their passwords may
+// come from KVMIGRATE_SOURCE_PASSWORD / KVMIGRATE_TARGET_PASSWORD.
+func endpoints(source, target string) (src, dst endpoint.Endpoint, err error) {
+	if src, err = parseEndpoint("source", source, "KVMIGRATE_SOURCE_PASSWORD"); err != nil {
+		return src, dst, err
+	}
+	dst, err = parseEndpoint("target", target, "KVMIGRATE_TARGET_PASSWORD")
+	return src, dst, err
+}
+
 // parseEndpoint parses a --source/--target URL; the password may come from
 // the environment variable env instead of the URL.
 func parseEndpoint(flag, raw, env string) (endpoint.Endpoint, error) {

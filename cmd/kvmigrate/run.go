@@ -39,11 +39,7 @@ paused: kvmigrate resume JOB. The migrate flags apply to the copy; --max-ops
 also limits the analysis.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			src, err := parseEndpoint("source", f.source, "KVMIGRATE_SOURCE_PASSWORD")
-			if err != nil {
-				return err
-			}
-			dst, err := parseEndpoint("target", f.target, "KVMIGRATE_TARGET_PASSWORD")
+			src, dst, err := endpoints(f.source, f.target)
 			if err != nil {
 				return err
 			}

@@ -43,11 +43,7 @@ Standalone: every database in use, unless a URL names one (then that one
 only, source db → target db).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			src, err := parseEndpoint("source", f.source, "KVMIGRATE_SOURCE_PASSWORD")
-			if err != nil {
-				return err
-			}
-			dst, err := parseEndpoint("target", f.target, "KVMIGRATE_TARGET_PASSWORD")
+			src, dst, err := endpoints(f.source, f.target)
 			if err != nil {
 				return err
 			}
