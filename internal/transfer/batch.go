@@ -90,12 +90,16 @@ func (r *chunkRun) batch(ctx context.Context, keys []string) {
 	r.writeStrings(ctx, setCmds, setKeys, setBytes)
 	r.vanished(ctx, gone)
 
+	var small []keyJob
 	if len(compound) > 0 {
-		dumps = append(dumps, r.classify(ctx, compound, commands)...)
+		var d []dumpItem
+		d, small = r.classify(ctx, compound, commands)
+		dumps = append(dumps, d...)
 	}
 	if len(dumps) > 0 {
 		r.dumpRestore(ctx, dumps)
 	}
+	r.copySmall(ctx, small)
 }
 
 // expired tells, from a PTTL reply, that a key is gone or expires in this
@@ -194,10 +198,11 @@ var lenCommand = map[string]string{
 }
 
 // classify looks up type and size of compound keys; small ones come back
-// for DUMP/RESTORE, the others go to the streaming workers.
-func (r *chunkRun) classify(ctx context.Context, keys []string, commands bool) []dumpItem {
+// for DUMP/RESTORE, or in commands mode for copySmall, the others go to
+// the streaming workers.
+func (r *chunkRun) classify(ctx context.Context, keys []string, commands bool) ([]dumpItem, []keyJob) {
 	if err := r.c.wait(ctx, 2*len(keys)); err != nil {
-		return nil
+		return nil, nil
 	}
 	cmds := make(valkey.Commands, len(keys))
 	for i, k := range keys {
@@ -230,6 +235,7 @@ func (r *chunkRun) classify(ctx context.Context, keys []string, commands bool) [
 	}
 
 	var dumps []dumpItem
+	var small []keyJob
 	for i, k := range keys {
 		kind := kinds[i]
 		if kind == "" {
@@ -242,11 +248,13 @@ func (r *chunkRun) classify(ctx context.Context, keys []string, commands bool) [
 			r.fail(k, errUnsupportedType(kind))
 		case !known || (!commands && sizes[i] <= dumpMaxElements):
 			dumps = append(dumps, dumpItem{key: k, kind: kind, size: sizes[i]})
+		case commands && r.isSmall(kind, sizes[i]):
+			small = append(small, keyJob{key: k, kind: kind, size: sizes[i]})
 		default:
 			r.stream(ctx, keyJob{key: k, kind: kind, size: sizes[i]})
 		}
 	}
-	return dumps
+	return dumps, small
 }
 
 // dumpRestore copies keys with DUMP + PTTL → RESTORE. When the target

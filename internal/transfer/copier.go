@@ -4,9 +4,11 @@
 //
 // A chunk SCANs from a cursor, probes each batch of keys with one pipeline,
 // writes small strings with SET PX in one pipeline, small compound keys with
-// DUMP/RESTORE when the target accepts the source's payloads, and streams
-// everything else through a temporary key that is renamed into place with
-// its TTL in one atomic step. The same chunk run again from the same cursor
+// DUMP/RESTORE when the target accepts the source's payloads (otherwise, for
+// hashes, lists, sets and sorted sets, read whole in one pipeline and
+// written with one atomic script call per key), and streams everything else
+// through a temporary key that is renamed into place with its TTL in one
+// atomic step. The same chunk run again from the same cursor
 // converges to the same target state.
 package transfer
 
