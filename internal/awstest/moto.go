@@ -170,7 +170,7 @@ type motoServer struct {
 	url  string
 	cmd  *exec.Cmd
 	done chan struct{} // closed once the process is reaped
-	log  tailBuffer
+	log  TailBuffer
 }
 
 func (m *motoServer) start(python string) error {
@@ -234,14 +234,15 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// tailBuffer keeps the last logTailBytes written to it (moto logs every
-// request).
-type tailBuffer struct {
+// TailBuffer keeps the last 16 KiB written to it: the end of a child
+// process's log for a failure message (moto logs every request). The zero
+// value is ready; it is safe for concurrent use.
+type TailBuffer struct {
 	mu  sync.Mutex
 	buf []byte
 }
 
-func (b *tailBuffer) Write(p []byte) (int, error) {
+func (b *TailBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.buf = append(b.buf, p...)
@@ -251,7 +252,7 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (b *tailBuffer) String() string {
+func (b *TailBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return string(b.buf)

@@ -48,6 +48,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kvmigrate/kvmigrate/internal/awstest"
 )
 
 // The ECS integrations the harness runs (with Config.ECS).
@@ -149,7 +151,7 @@ type taskRun struct {
 	env                      map[string]string
 	cmd                      *exec.Cmd
 	done                     chan struct{}
-	log                      *tailBuffer
+	log                      *awstest.TailBuffer
 
 	mu         sync.Mutex
 	exitCode   int
@@ -328,7 +330,7 @@ func (h *Harness) startTask(state, resource string, p ecsParameters) (*taskRun, 
 		id:  id, state: state, resource: resource,
 		env:      map[string]string{},
 		done:     make(chan struct{}),
-		log:      &tailBuffer{},
+		log:      &awstest.TailBuffer{},
 		exitCode: -1, running: true,
 	}
 	env := append([]string{"PATH=" + os.Getenv("PATH")}, h.cfg.ECS.Env...)

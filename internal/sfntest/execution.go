@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kvmigrate/kvmigrate/internal/awstest"
 )
 
 // Status is an execution's status, as Step Functions names it.
@@ -37,7 +39,6 @@ var ErrNoExecution = errors.New("execution does not exist")
 const (
 	maxLine     = 64 << 20
 	stopTimeout = 10 * time.Second
-	stderrTail  = 16 << 10
 )
 
 // Result is how an execution ended.
@@ -86,7 +87,7 @@ type Execution struct {
 	h      *Harness
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stderr tailBuffer
+	stderr awstest.TailBuffer
 	done   chan struct{}
 
 	input   json.RawMessage
@@ -414,26 +415,4 @@ func safeName(s string) string {
 		}
 		return '_'
 	}, s)
-}
-
-// tailBuffer keeps the last stderrTail bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - stderrTail; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
 }
