@@ -113,6 +113,35 @@ func (d Deps) fail(ctx context.Context, step, jobID string, started time.Time, e
 	return err
 }
 
+// handle makes one Lambda step of body: it checks the deps and the input
+// first, and every error leaves through phase.Classify exactly once
+// (logged, redacted), with a zero output: nothing partial goes out with an
+// error.
+func handle[In, Out any, PIn interface {
+	*In
+	Check() error
+}](d Deps, step string, jobID func(In) string, body func(context.Context, In) (Out, error)) func(context.Context, In) (Out, error) {
+	return func(ctx context.Context, in In) (Out, error) {
+		started := time.Now()
+		out, err := func() (Out, error) {
+			if err := d.check(); err != nil {
+				var zero Out
+				return zero, err
+			}
+			if err := PIn(&in).Check(); err != nil {
+				var zero Out
+				return zero, err
+			}
+			return body(ctx, in)
+		}()
+		if err = d.fail(ctx, step, jobID(in), started, err); err != nil {
+			var zero Out
+			return zero, err
+		}
+		return out, nil
+	}
+}
+
 // typeName is the error name Step Functions sees (see phase.ErrorNames).
 func typeName(err error) string {
 	t := reflect.TypeOf(err)
@@ -125,19 +154,8 @@ func typeName(err error) string {
 // Analyze returns the analyze function's handler.
 func Analyze(d Deps) func(context.Context, phase.AnalyzeInput) (phase.AnalyzeOutput, error) {
 	d = d.withDefaults()
-	return func(ctx context.Context, in phase.AnalyzeInput) (out phase.AnalyzeOutput, err error) {
+	return handle(d, "analyze", func(in phase.AnalyzeInput) string { return in.JobID }, func(ctx context.Context, in phase.AnalyzeInput) (out phase.AnalyzeOutput, err error) {
 		started := time.Now()
-		defer func() {
-			if err = d.fail(ctx, "analyze", in.JobID, started, err); err != nil {
-				out = phase.AnalyzeOutput{} // nothing partial goes out with an error
-			}
-		}()
-		if err := d.check(); err != nil {
-			return out, err
-		}
-		if err := in.Check(); err != nil {
-			return out, err
-		}
 		j, err := d.analyzing(ctx, in)
 		if err != nil {
 			return out, err
@@ -193,7 +211,7 @@ func Analyze(d Deps) func(context.Context, phase.AnalyzeInput) (phase.AnalyzeOut
 			"findings", len(rep.Findings), "shards", len(out.Shards), "estimatedKeys", out.EstimatedKeys,
 			"ms", time.Since(started).Milliseconds())
 		return out, nil
-	}
+	})
 }
 
 // analyzing returns the job of in in status analyzing (or analyzed, for a
@@ -311,19 +329,8 @@ func Execute(d Deps) func(context.Context, json.RawMessage) (any, error) {
 // Plan returns the plan handler (execute-chunk with action "plan").
 func Plan(d Deps) func(context.Context, phase.PlanInput) (phase.PlanOutput, error) {
 	d = d.withDefaults()
-	return func(ctx context.Context, in phase.PlanInput) (out phase.PlanOutput, err error) {
+	return handle(d, "plan", func(in phase.PlanInput) string { return in.JobID }, func(ctx context.Context, in phase.PlanInput) (out phase.PlanOutput, err error) {
 		started := time.Now()
-		defer func() {
-			if err = d.fail(ctx, "plan", in.JobID, started, err); err != nil {
-				out = phase.PlanOutput{} // nothing partial goes out with an error
-			}
-		}()
-		if err := d.check(); err != nil {
-			return out, err
-		}
-		if err := in.Check(); err != nil {
-			return out, err
-		}
 		j, err := d.migration(ctx, in.JobID)
 		if err != nil {
 			return out, err
@@ -356,7 +363,7 @@ func Plan(d Deps) func(context.Context, phase.PlanInput) (phase.PlanOutput, erro
 		d.Log.InfoContext(ctx, "planned", "jobId", j.ID, "shards", len(shards), "toCopy", len(out.Shards),
 			"ms", time.Since(started).Milliseconds())
 		return out, nil
-	}
+	})
 }
 
 // planShards connects, plans the job's shards and stores their checkpoints.
@@ -384,19 +391,8 @@ func (d Deps) planShards(ctx context.Context, j job.Job) ([]job.Shard, error) {
 // Chunk returns the chunk handler (execute-chunk without an action).
 func Chunk(d Deps) func(context.Context, phase.ChunkInput) (phase.ChunkOutput, error) {
 	d = d.withDefaults()
-	return func(ctx context.Context, in phase.ChunkInput) (out phase.ChunkOutput, err error) {
+	return handle(d, "chunk", func(in phase.ChunkInput) string { return in.JobID }, func(ctx context.Context, in phase.ChunkInput) (out phase.ChunkOutput, err error) {
 		started := time.Now()
-		defer func() {
-			if err = d.fail(ctx, "chunk", in.JobID, started, err); err != nil {
-				out = phase.ChunkOutput{} // nothing partial goes out with an error
-			}
-		}()
-		if err := d.check(); err != nil {
-			return out, err
-		}
-		if err := in.Check(); err != nil {
-			return out, err
-		}
 		j, err := d.migration(ctx, in.JobID)
 		if err != nil {
 			return out, err
@@ -438,7 +434,7 @@ func Chunk(d Deps) func(context.Context, phase.ChunkInput) (phase.ChunkOutput, e
 			"done", out.Done, "scanned", res.Scanned, "copied", out.Copied, "skipped", out.Skipped, "failed", out.Failed,
 			"expired", res.Counters.Expired, "keyErrors", len(res.Errors), "ms", time.Since(started).Milliseconds())
 		return out, nil
-	}
+	})
 }
 
 // shard returns the checkpoint of (node, db).
@@ -480,19 +476,8 @@ func (d Deps) limits(ctx context.Context, maxKeys int) (transfer.Limits, error) 
 // Validate returns the validate function's handler.
 func Validate(d Deps) func(context.Context, phase.ValidateInput) (phase.ValidateOutput, error) {
 	d = d.withDefaults()
-	return func(ctx context.Context, in phase.ValidateInput) (out phase.ValidateOutput, err error) {
+	return handle(d, "validate", func(in phase.ValidateInput) string { return in.JobID }, func(ctx context.Context, in phase.ValidateInput) (out phase.ValidateOutput, err error) {
 		started := time.Now()
-		defer func() {
-			if err = d.fail(ctx, "validate", in.JobID, started, err); err != nil {
-				out = phase.ValidateOutput{} // nothing partial goes out with an error
-			}
-		}()
-		if err := d.check(); err != nil {
-			return out, err
-		}
-		if err := in.Check(); err != nil {
-			return out, err
-		}
 		j, err := d.validatable(ctx, in.JobID)
 		if err != nil {
 			return out, err
@@ -507,7 +492,7 @@ func Validate(d Deps) func(context.Context, phase.ValidateInput) (phase.Validate
 			return out, fmt.Errorf("job %s is %s: it cannot be validated now: %w", j.ID, j.Status, job.ErrConflict)
 		}
 		return d.validate(ctx, j, started)
-	}
+	})
 }
 
 // Revalidate returns a handler that validates a finished migration again
