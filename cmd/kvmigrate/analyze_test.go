@@ -147,4 +147,21 @@ func TestRunFailsWhenTheValidationFindsADifference(t *testing.T) {
 		found = found || is.Key == "stray"
 	}
 	assert.True(t, found, "the stray key is named: %+v", r.Validation.Issues)
+
+	// Both reports are kept with the job and shown by kvmigrate jobs JOB.
+	out, errOut, code = c.run("jobs", r.Job.ID, "--json")
+	require.Equal(t, exitOK, code, errOut)
+	var shown struct {
+		Job        job.Job            `json:"job"`
+		Analysis   *analysis.Report   `json:"analysis"`
+		Validation *validation.Report `json:"validation"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &shown), out)
+	require.NotNil(t, shown.Analysis)
+	assert.Equal(t, r.Job.ID, shown.Analysis.JobID)
+	require.NotNil(t, shown.Validation)
+	assert.False(t, shown.Validation.Passed)
+	out, _, code = c.run("jobs", r.Job.ID)
+	require.Equal(t, exitOK, code)
+	assert.Contains(t, out, "validation passed=false")
 }

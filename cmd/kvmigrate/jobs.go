@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kvmigrate/kvmigrate/internal/analysis"
 	"github.com/kvmigrate/kvmigrate/internal/job"
+	"github.com/kvmigrate/kvmigrate/internal/validation"
 	"github.com/kvmigrate/kvmigrate/internal/workflow"
 )
 
@@ -37,10 +41,21 @@ func (a *app) jobsCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				rep, vrep, err := jobReports(ctx, store, j.ID)
+				if err != nil {
+					return err
+				}
 				if asJSON {
-					return writeJSON(a, map[string]any{"job": j, "shards": shards})
+					return writeJSON(a, map[string]any{"job": j, "shards": shards, "analysis": rep, "validation": vrep})
 				}
 				fmt.Fprintf(a.out, "job %s  %s %s  %s → %s\n", j.ID, j.Status, j.Stage, j.Source, j.Target)
+				if rep != nil {
+					writeFindings(a.out, rep, j.Options.Force)
+				}
+				if vrep != nil {
+					fmt.Fprintf(a.out, "validation passed=%v, key count discrepancy %.2f %%, %d issue(s)\n",
+						vrep.Passed, vrep.KeyCountDiscrepancyPct, len(vrep.Issues)+vrep.IssuesOmitted)
+				}
 				if workflow.IsShake(j.Mode) {
 					renderShake(a.out, workflow.Outcome{Job: j})
 				}
@@ -82,4 +97,25 @@ func writeJSON(a *app, v any) error {
 	enc := json.NewEncoder(a.out)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// jobReports loads a job's analysis and validation reports; nil for one
+// the job does not have.
+func jobReports(ctx context.Context, store job.Store, id string) (*analysis.Report, *validation.Report, error) {
+	rep, err := workflow.LoadReport(ctx, store, id)
+	if err != nil && !errors.Is(err, job.ErrNotFound) {
+		return nil, nil, err
+	}
+	body, err := store.Report(ctx, id, job.ReportValidation)
+	switch {
+	case errors.Is(err, job.ErrNotFound):
+		return rep, nil, nil
+	case err != nil:
+		return nil, nil, err
+	}
+	var vrep validation.Report
+	if err := json.Unmarshal(body, &vrep); err != nil {
+		return nil, nil, fmt.Errorf("job %s: decode the validation report: %w", id, err)
+	}
+	return rep, &vrep, nil
 }
