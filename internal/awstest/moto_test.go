@@ -2,15 +2,15 @@ package awstest
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kvmigrate/kvmigrate/internal/kvtest"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -89,16 +89,16 @@ func TestStartMotoWithoutMoto(t *testing.T) {
 	t.Run("skips outside CI with the command that installs moto", func(t *testing.T) {
 		t.Setenv(PythonEnv, missing)
 		t.Setenv("CI", "")
-		r := runTB(func(tb testing.TB) { StartMoto(tb) })
-		assert.Contains(t, r.skipped, InstallHint)
-		assert.Empty(t, r.failed)
+		r := kvtest.RunTB(func(tb testing.TB) { StartMoto(tb) })
+		assert.Contains(t, r.SkipMsg, InstallHint)
+		assert.Empty(t, r.FatalMsg)
 	})
 	t.Run("fails in CI", func(t *testing.T) {
 		t.Setenv(PythonEnv, missing)
 		t.Setenv("CI", "true")
-		r := runTB(func(tb testing.TB) { StartMoto(tb) })
-		assert.Contains(t, r.failed, InstallHint)
-		assert.Empty(t, r.skipped)
+		r := kvtest.RunTB(func(tb testing.TB) { StartMoto(tb) })
+		assert.Contains(t, r.FatalMsg, InstallHint)
+		assert.Empty(t, r.SkipMsg)
 	})
 }
 
@@ -109,32 +109,6 @@ func TestConfigReachesOnlyTheEndpoint(t *testing.T) {
 	creds, err := cfg.Credentials.Retrieve(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, "AKIAIOSFODNN7EXAMPLE", creds.AccessKeyID, "static dummy credentials, never the environment's")
-}
-
-// recorder is a testing.TB that records Skip and Fatal instead of ending the
-// real test.
-type recorder struct {
-	testing.TB
-	skipped, failed string
-}
-
-func (r *recorder) Helper()           {}
-func (r *recorder) Skip(args ...any)  { r.skipped = fmt.Sprint(args...); runtime.Goexit() }
-func (r *recorder) Fatal(args ...any) { r.failed = fmt.Sprint(args...); runtime.Goexit() }
-func (r *recorder) Fatalf(format string, args ...any) {
-	r.failed = fmt.Sprintf(format, args...)
-	runtime.Goexit()
-}
-
-func runTB(f func(testing.TB)) *recorder {
-	r := &recorder{}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f(r)
-	}()
-	<-done
-	return r
 }
 
 func TestMakeTestInstallsThePinnedMoto(t *testing.T) {

@@ -272,20 +272,20 @@ func TestRequire(t *testing.T) {
 	t.Run("a missing engine skips the test outside CI with a hint to install it", func(t *testing.T) {
 		t.Setenv(EnginesEnv, t.TempDir())
 		t.Setenv("CI", "")
-		r := runTB(func(tb testing.TB) { Require(tb, "redis-7.0") })
-		assert.Contains(t, r.skipped, "scripts/engines.sh")
-		assert.Empty(t, r.failed)
+		r := RunTB(func(tb testing.TB) { Require(tb, "redis-7.0") })
+		assert.Contains(t, r.SkipMsg, "scripts/engines.sh")
+		assert.Empty(t, r.FatalMsg)
 	})
 	t.Run("a missing engine fails the test in CI", func(t *testing.T) {
 		t.Setenv(EnginesEnv, t.TempDir())
 		t.Setenv("CI", "true")
-		r := runTB(func(tb testing.TB) { Require(tb, "valkey-8.1") })
-		assert.Contains(t, r.failed, "scripts/engines.sh")
-		assert.Empty(t, r.skipped)
+		r := RunTB(func(tb testing.TB) { Require(tb, "valkey-8.1") })
+		assert.Contains(t, r.FatalMsg, "scripts/engines.sh")
+		assert.Empty(t, r.SkipMsg)
 	})
 	t.Run("an unknown engine fails the test", func(t *testing.T) {
-		r := runTB(func(tb testing.TB) { Require(tb, "redis-6.2") })
-		assert.Contains(t, r.failed, "unknown engine")
+		r := RunTB(func(tb testing.TB) { Require(tb, "redis-6.2") })
+		assert.Contains(t, r.FatalMsg, "unknown engine")
 	})
 	t.Run("an installed engine is returned with its binaries", func(t *testing.T) {
 		dir := t.TempDir()
@@ -296,40 +296,14 @@ func TestRequire(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\n"), 0o755))
 		}
 		var got Engine
-		r := runTB(func(tb testing.TB) { got = Require(tb, "valkey-8.0") })
-		require.Empty(t, r.failed)
-		require.Empty(t, r.skipped)
+		r := RunTB(func(tb testing.TB) { got = Require(tb, "valkey-8.0") })
+		require.Empty(t, r.FatalMsg)
+		require.Empty(t, r.SkipMsg)
 		assert.Equal(t, Engine{
 			Name: "valkey-8.0", Kind: "valkey", Version: "8.0",
 			ServerBin: filepath.Join(bin, "valkey-server"), CLIBin: filepath.Join(bin, "valkey-cli"),
 		}, got)
 	})
-}
-
-// recorder is a testing.TB that records Skip and Fatal instead of ending the
-// real test.
-type recorder struct {
-	testing.TB
-	skipped, failed string
-}
-
-func (r *recorder) Helper()           {}
-func (r *recorder) Skip(args ...any)  { r.skipped = fmt.Sprint(args...); runtime.Goexit() }
-func (r *recorder) Fatal(args ...any) { r.failed = fmt.Sprint(args...); runtime.Goexit() }
-func (r *recorder) Fatalf(format string, args ...any) {
-	r.failed = fmt.Sprintf(format, args...)
-	runtime.Goexit()
-}
-
-func runTB(f func(testing.TB)) *recorder {
-	r := &recorder{}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f(r)
-	}()
-	<-done
-	return r
 }
 
 // modeField names the INFO field that tells standalone from cluster mode:
