@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,25 +25,6 @@ import (
 // cutover flow against real (empty) servers, never copied data.
 func TestMain(m *testing.M) { shaketest.Main(m) }
 
-// lockedBuffer is a bytes.Buffer that a running command writes while the
-// test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // shakeCLI is a CLI whose redis-shake is the stand-in replaying capture.
 func shakeCLI(t *testing.T, capture string) *cli {
 	c := newCLI(t)
@@ -56,7 +35,7 @@ func shakeCLI(t *testing.T, capture string) *cli {
 // started runs kvmigrate in the background.
 type started struct {
 	cmd         *exec.Cmd
-	out, errOut *lockedBuffer
+	out, errOut *syncBuffer
 	done        chan struct{}
 	err         error
 }
@@ -64,7 +43,7 @@ type started struct {
 func (c *cli) start(args ...string) *started {
 	c.t.Helper()
 	cmd, _, _ := c.command(args...)
-	s := &started{cmd: cmd, out: &lockedBuffer{}, errOut: &lockedBuffer{}, done: make(chan struct{})}
+	s := &started{cmd: cmd, out: &syncBuffer{}, errOut: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.out, s.errOut
 	require.NoError(c.t, cmd.Start())
 	go func() {
