@@ -211,7 +211,9 @@ type Resolver func(ctx context.Context, j job.Job) (src, dst endpoint.Endpoint, 
 // validation step; a stopped or failed run ends the job stopped or failed,
 // and the error says why (ErrStopped, or the failure).
 func (l *Local) ShakeStep(ctx context.Context, id string, resolve Resolver, so ShakeOptions) (ShakeOutcome, error) {
-	j, err := l.Store.Get(ctx, id)
+	// The record is read and written without ctx: a run stopped this early
+	// (a task whose execution is gone) still ends its job as stopped.
+	j, err := l.Store.Get(context.WithoutCancel(ctx), id)
 	if err != nil {
 		return ShakeOutcome{End: ShakeFailed}, fmt.Errorf("job %s: %w", id, err)
 	}
@@ -221,14 +223,7 @@ func (l *Local) ShakeStep(ctx context.Context, id string, resolve Resolver, so S
 	case j.Status != job.StatusAnalyzed && j.Status != job.StatusRunning:
 		return ShakeOutcome{Job: j, End: ShakeFailed}, fmt.Errorf("job %s is %s: redis-shake runs after the analysis: %w", id, j.Status, job.ErrConflict)
 	}
-	fail := func(err error) (ShakeOutcome, error) {
-		if ctx.Err() != nil {
-			j = l.finish(ctx, id, job.StatusStopped, fmt.Errorf("stopped before redis-shake started: %w", err))
-			return ShakeOutcome{Job: j, End: ShakeStopped}, errors.Join(ErrStopped, err)
-		}
-		o, err := l.failed(ctx, id, err)
-		return ShakeOutcome{Job: o.Job, End: ShakeFailed}, err
-	}
+	fail := func(err error) (ShakeOutcome, error) { return l.notStarted(ctx, id, err) }
 	src, dst, err := resolve(ctx, j)
 	if err != nil {
 		return fail(err)
@@ -262,14 +257,12 @@ func (l *Local) shake(ctx context.Context, id string, req Request, sinfo, dinfo 
 	}
 	parent, err := filepath.Abs(parent)
 	if err != nil {
-		o, err := l.failed(ctx, id, fmt.Errorf("redis-shake's directory: %w", err))
-		return ShakeOutcome{Job: o.Job, End: ShakeFailed}, err
+		return l.notStarted(ctx, id, fmt.Errorf("redis-shake's directory: %w", err))
 	}
 	dir := filepath.Join(parent, id)
 	cfg, err := shakeConfig(req, sinfo.Cluster, dinfo.Cluster, dir)
 	if err != nil {
-		o, err := l.failed(ctx, id, err)
-		return ShakeOutcome{Job: o.Job, End: ShakeFailed}, err
+		return l.notStarted(ctx, id, err)
 	}
 	defer func() {
 		if err := os.RemoveAll(dir); err != nil {
@@ -280,15 +273,17 @@ func (l *Local) shake(ctx context.Context, id string, req Request, sinfo, dinfo 
 	begin := func(j *job.Job) {
 		j.Stage, j.Progress, j.Request, j.Error = string(shake.StageInitialSync), job.Progress{}, "", ""
 	}
-	j, err := l.Store.Get(ctx, id)
+	if ctx.Err() != nil {
+		return l.notStarted(ctx, id, context.Cause(ctx))
+	}
+	j, err := l.Store.Get(bg, id)
 	if err == nil && j.Status == job.StatusRunning {
-		_, err = l.Store.Update(ctx, id, begin)
+		_, err = l.Store.Update(bg, id, begin)
 	} else if err == nil {
-		_, err = l.Store.Transition(ctx, id, job.StatusRunning, begin)
+		_, err = l.Store.Transition(bg, id, job.StatusRunning, begin)
 	}
 	if err != nil {
-		o, err := l.failed(ctx, id, err)
-		return ShakeOutcome{Job: o.Job, End: ShakeFailed}, err
+		return l.notStarted(ctx, id, err)
 	}
 
 	obs, _ := l.Observer.(ShakeObserver)
@@ -309,11 +304,11 @@ func (l *Local) shake(ctx context.Context, id string, req Request, sinfo, dinfo 
 		"targetCluster", dinfo.Cluster, "filtered", len(cfg.Filter.AllowKeyRegex) > 0)
 	p, err := shake.Start(ctx, opts)
 	if err != nil {
+		o, err := l.notStarted(ctx, id, err)
 		if obs != nil {
-			obs.ShakeEnded(id, ShakeFailed)
+			obs.ShakeEnded(id, o.End)
 		}
-		o, err := l.failed(bg, id, err)
-		return ShakeOutcome{Job: o.Job, End: ShakeFailed}, err
+		return o, err
 	}
 	res, werr, cutover, stopped := r.supervise(ctx, p, so.Poll)
 
@@ -357,6 +352,17 @@ func (l *Local) shake(ctx context.Context, id string, req Request, sinfo, dinfo 
 	l.log().Info("redis-shake run ended", "job", id, "end", string(out.End), "exit", res.ExitCode,
 		"stage", string(res.Status.Stage), "ms", res.Duration.Milliseconds())
 	return out, end
+}
+
+// notStarted ends job id whose redis-shake did not start: stopped when ctx
+// was cancelled (the caller stopped the run), failed with err otherwise.
+func (l *Local) notStarted(ctx context.Context, id string, err error) (ShakeOutcome, error) {
+	if ctx.Err() != nil {
+		j := l.finish(ctx, id, job.StatusStopped, fmt.Errorf("stopped before redis-shake started: %w", err))
+		return ShakeOutcome{Job: j, End: ShakeStopped}, errors.Join(ErrStopped, err)
+	}
+	o, err := l.failed(ctx, id, err)
+	return ShakeOutcome{Job: o.Job, End: ShakeFailed}, err
 }
 
 // end moves job id to a final status with the run's last progress.
