@@ -447,6 +447,10 @@ func isFatal(err error) bool {
 	if err == nil {
 		return false
 	}
+	var unsupported errUnsupportedType
+	if errors.As(err, &unsupported) {
+		return false // that key only: the others of its shard are copied
+	}
 	var verr *valkey.ValkeyError
 	if !errors.As(err, &verr) {
 		return !valkey.IsValkeyNil(err)
