@@ -39,8 +39,14 @@ func renderOutcome(w io.Writer, out workflow.Outcome, took time.Duration) {
 	if workflow.IsShake(j.Mode) {
 		renderShake(w, out)
 	} else if out.Elapsed > 0 {
-		fmt.Fprintf(w, "  %d keys, %s in %s: %.0f keys/s\n", c.Copied, bytesHuman(c.Bytes), out.Elapsed.Round(time.Millisecond),
-			float64(c.Copied+c.Skipped+c.Expired)/out.Elapsed.Seconds())
+		secs := out.Elapsed.Seconds()
+		rate := float64(c.Copied+c.Skipped+c.Expired) / secs
+		keys := fmt.Sprintf("%.0f", rate)
+		if rate < 10 {
+			keys = fmt.Sprintf("%.2g", rate) // one huge key: 0.32 keys/s, not 0
+		}
+		fmt.Fprintf(w, "  %d keys, %s in %s: %s keys/s, %s/s\n", c.Copied, bytesHuman(c.Bytes), out.Elapsed.Round(time.Millisecond),
+			keys, bytesHuman(int64(float64(c.Bytes)/secs)))
 	}
 	notes := []struct {
 		n    int64
