@@ -52,7 +52,7 @@ func renderOutcome(w io.Writer, out workflow.Outcome, took time.Duration) {
 		n    int64
 		text string
 	}{
-		{c.Fallbacks, "keys fell back from DUMP/RESTORE to type commands (the target refused the source's RDB version)"},
+		{c.Fallbacks, "keys fell back from DUMP/RESTORE to type commands (the target refused the source's RDB version, or an ACL denies DUMP or RESTORE)"},
 		{c.EvalFallbacks, "compound keys were finished with PEXPIRE then RENAME because the target denies EVAL"},
 		{c.FieldTTLsDropped, "hash field TTLs could not be carried: the target has no per-field expiry"},
 		{c.PendingNotCarried, "stream pending entries were not carried (no command recreates a PEL)"},

@@ -276,12 +276,19 @@ func (r *chunkRun) dumpRestore(ctx context.Context, items []dumpItem) {
 		gone     []string
 	)
 	replace := r.c.opts.OnConflict == ConflictReplace
+	var fallbacks int64
 	for i, it := range items {
 		payload, err := resps[2*i].ToString()
 		pttl, perr := resps[2*i+1].AsInt64()
 		switch {
 		case valkey.IsValkeyNil(err) || (err == nil && perr == nil && expired(pttl)):
 			gone = append(gone, it.key)
+			continue
+		case isNoPerm(err):
+			// The source's ACL denies DUMP to this user: type commands
+			// read what DUMP cannot.
+			r.fallBack(ctx, it, "the source denies DUMP to this user (ACL)")
+			fallbacks++
 			continue
 		case err != nil:
 			r.fail(it.key, err)
@@ -301,6 +308,9 @@ func (r *chunkRun) dumpRestore(ctx context.Context, items []dumpItem) {
 		sizes = append(sizes, int64(len(it.key)+len(payload)))
 	}
 	r.vanished(ctx, gone)
+	if fallbacks > 0 {
+		r.add(job.Counters{Fallbacks: fallbacks})
+	}
 	if len(restores) == 0 {
 		return
 	}
@@ -315,21 +325,29 @@ func (r *chunkRun) dumpRestore(ctx context.Context, items []dumpItem) {
 		case isBusyKey(err):
 			delta.Skipped++
 		case isPayloadRejected(err):
-			if !r.commands.Swap(true) {
-				r.c.log.Info("target rejected a DUMP payload; switching this shard to type commands",
-					"node", r.node, "db", r.db)
-			}
 			delta.Fallbacks++
-			if _, known := lenCommand[it.kind]; !known && it.kind != "string" {
-				r.fail(it.key, errUnsupportedType(it.kind))
-				continue
-			}
-			r.stream(ctx, keyJob{key: it.key, kind: it.kind, size: it.size})
+			r.fallBack(ctx, it, "the target rejected a DUMP payload (RDB version)")
+		case isNoPerm(err):
+			delta.Fallbacks++
+			r.fallBack(ctx, it, "the target denies RESTORE to this user (ACL)")
 		default:
 			r.fail(it.key, err)
 		}
 	}
 	r.add(delta)
+}
+
+// fallBack switches the shard to type commands (the first time, saying
+// why) and copies it with them; a type without commands fails alone.
+func (r *chunkRun) fallBack(ctx context.Context, it dumpItem, why string) {
+	if !r.commands.Swap(true) {
+		r.c.log.Info(why+"; switching this shard to type commands", "node", r.node, "db", r.db)
+	}
+	if _, known := lenCommand[it.kind]; !known && it.kind != "string" {
+		r.fail(it.key, errUnsupportedType(it.kind))
+		return
+	}
+	r.stream(ctx, keyJob{key: it.key, kind: it.kind, size: it.size})
 }
 
 func isBusyKey(err error) bool {

@@ -836,3 +836,35 @@ func TestSweepingRemovesOnlyTheTemporaryKeysOfItsJobAndShard(t *testing.T) {
 	sort.Strings(theirs)
 	assert.Equal(t, theirs, keys(t, r.dc, "*"), "the other jobs' keys and the user's stay")
 }
+
+// An ACL that denies DUMP on the source or RESTORE on the target turns the
+// fast path off for the shard: every key still arrives, by type commands.
+func TestAnACLThatDeniesDUMPOrRESTOREFallsBackToTypeCommands(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		src, dst []kvtest.Option
+	}{
+		{"target denies RESTORE", nil, []kvtest.Option{kvtest.WithACL("user default on nopass ~* &* +@all -restore")}},
+		{"source denies DUMP", []kvtest.Option{kvtest.WithACL("user default on nopass ~* &* +@all -dump")}, nil},
+	} {
+		for _, strategy := range []transfer.Strategy{transfer.StrategyAuto, transfer.StrategyDump} {
+			t.Run(tc.name+" with "+string(strategy), func(t *testing.T) {
+				t.Parallel()
+				src := kvtest.StartServer(t, kvtest.Require(t, "redis-7.0"), tc.src...)
+				dst := kvtest.StartServer(t, kvtest.Require(t, "redis-7.0"), tc.dst...)
+				r := &rig{src: src, dst: dst, sc: src.Client(t), dc: dst.Client(t)}
+				ctx := context.Background()
+				n := seed(t, on(r.sc), 0, sample.Options{PerType: 5, Big: true, BigScale: 20})
+				before := read(t, on(r.sc), 0)
+
+				res, err := copyShard(ctx, r.copier(t, transfer.Options{Strategy: strategy}), r.chunk())
+				require.NoError(t, err)
+				assert.Zero(t, res.Counters.Failed, "errors: %v", res.Errors)
+				assert.EqualValues(t, n, res.Counters.Copied)
+				assert.Positive(t, res.Counters.Fallbacks, "the denied fast path is counted")
+				assertCopied(t, before, on(r.dc), 0)
+				assert.Empty(t, keys(t, r.dc, transfer.TempPrefix+"*"), "temporary keys left")
+			})
+		}
+	}
+}

@@ -15,7 +15,7 @@ import (
 type errUnsupportedType string
 
 func (e errUnsupportedType) Error() string {
-	return fmt.Sprintf("type %q has no type commands to copy it with, and the target refuses its DUMP payload", string(e))
+	return fmt.Sprintf("type %q has no type commands to copy it with, and DUMP/RESTORE cannot carry it to this target (RDB version or ACL)", string(e))
 }
 
 // errVanished: the source key disappeared while it was being copied.
