@@ -659,8 +659,8 @@ func speaksTLS(ctx context.Context, e Endpoint) bool {
 		conn.Close()
 		return true
 	}
-	var alert tls.AlertError
-	return errors.As(err, &alert)
+	_, alert := tlsAlert(err)
+	return alert
 }
 
 func isRESP(b byte) bool { return strings.IndexByte("+-:$*%_,#!=(|~>", b) >= 0 }

@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/valkey-io/valkey-go"
+
+	"github.com/kvmigrate/kvmigrate/internal/kvtest"
 )
 
 const serverPassword = "s3cr3t!pw"
@@ -44,6 +46,33 @@ func mustDial(t *testing.T, raw string, opts ...DialOption) *Conn {
 	return c
 }
 
+// get returns the value of key through cl, "" if there is none.
+func get(t *testing.T, cl valkey.Client, key string) string {
+	t.Helper()
+	v, err := cl.Do(context.Background(), cl.B().Get().Key(key).Build()).ToString()
+	if valkey.IsValkeyNil(err) {
+		return ""
+	}
+	require.NoError(t, err)
+	return v
+}
+
+// setUser runs ACL SETUSER name rules... through cl.
+func setUser(t *testing.T, cl valkey.Client, name string, rules ...string) {
+	t.Helper()
+	require.NoError(t, cl.Do(context.Background(), cl.B().AclSetuser().Username(name).Rule(rules...).Build()).Error())
+}
+
+// closedPort returns a port of 127.0.0.1 that nothing listens on.
+func closedPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := l.Addr().(*net.TCPAddr).Port
+	require.NoError(t, l.Close())
+	return port
+}
+
 // ping sends PING through cl and returns the reply.
 func ping(t *testing.T, cl valkey.Client) string {
 	t.Helper()
@@ -53,10 +82,10 @@ func ping(t *testing.T, cl valkey.Client) string {
 }
 
 func TestDialStandalone(t *testing.T) {
-	for _, eng := range localEngines(t) {
+	for _, eng := range kvtest.AllEngines() {
 		t.Run(eng.Name, func(t *testing.T) {
 			t.Parallel()
-			srv := startLocalServer(t, eng, withPassword(serverPassword))
+			srv := kvtest.StartServer(t, kvtest.Require(t, eng.Name), kvtest.WithPassword(serverPassword))
 			base := "redis://:" + serverPassword + "@" + srv.Addr()
 
 			t.Run("connects with the right password and detects standalone mode", func(t *testing.T) {
@@ -107,8 +136,8 @@ func TestDialStandalone(t *testing.T) {
 				require.NoError(t, err)
 				key := "endpoint-test-" + eng.Name
 				require.NoError(t, cl.Do(context.Background(), cl.B().Set().Key(key).Value("in-db-3").Build()).Error())
-				assert.Equal(t, "in-db-3", srv.cli(t, "-n", "3", "GET", key))
-				assert.Empty(t, srv.cli(t, "-n", "0", "GET", key))
+				assert.Equal(t, "in-db-3", get(t, srv.ClientDB(t, 3), key))
+				assert.Empty(t, get(t, srv.ClientDB(t, 0), key))
 				again, err := c.Client(3)
 				require.NoError(t, err)
 				assert.Equal(t, cl, again, "clients are cached per database")
@@ -119,7 +148,7 @@ func TestDialStandalone(t *testing.T) {
 				cl, err := c.Client(5)
 				require.NoError(t, err)
 				require.NoError(t, cl.Do(context.Background(), cl.B().Set().Key("db5").Value("x").Build()).Error())
-				assert.Equal(t, "x", srv.cli(t, "-n", "5", "GET", "db5"))
+				assert.Equal(t, "x", get(t, srv.ClientDB(t, 5), "db5"))
 				node, err := c.Node(srv.Addr(), 5)
 				require.NoError(t, err)
 				assert.Equal(t, cl, node)
@@ -175,9 +204,10 @@ func TestDialStandalone(t *testing.T) {
 }
 
 func TestDialPermissions(t *testing.T) {
-	srv := startLocalServer(t, firstEngine(t), withPassword(serverPassword))
-	srv.cli(t, "ACL", "SETUSER", "noinfo", "on", ">pw-noinfo", "~*", "&*", "+@all", "-info")
-	srv.cli(t, "ACL", "SETUSER", "blind", "on", ">pw-blind", "~*", "&*", "+@all", "-info", "-cluster")
+	srv := kvtest.StartServer(t, kvtest.Require(t, "redis-7.0"), kvtest.WithPassword(serverPassword))
+	admin := srv.Client(t)
+	setUser(t, admin, "noinfo", "on", ">pw-noinfo", "~*", "&*", "+@all", "-info")
+	setUser(t, admin, "blind", "on", ">pw-blind", "~*", "&*", "+@all", "-info", "-cluster")
 
 	t.Run("detects standalone mode through CLUSTER SLOTS when INFO is denied", func(t *testing.T) {
 		c := mustDial(t, "redis://noinfo:pw-noinfo@"+srv.Addr())
@@ -197,7 +227,7 @@ func TestDialPermissions(t *testing.T) {
 
 func TestDialUnreachable(t *testing.T) {
 	t.Run("reports a refused connection", func(t *testing.T) {
-		port := freePort(t)
+		port := closedPort(t)
 		_, err := dial(t, "redis://:"+serverPassword+"@127.0.0.1:"+strconv.Itoa(port))
 		require.ErrorIs(t, err, ErrUnreachable)
 		assert.Contains(t, err.Error(), "connection refused")
@@ -273,10 +303,10 @@ func replyingListener(t *testing.T, reply string) string {
 }
 
 func TestDialTLSMismatch(t *testing.T) {
-	eng := firstEngine(t)
-	files := newTLSFiles(t)
-	plain := startLocalServer(t, eng, withPassword(serverPassword))
-	tlsSrv := startLocalServer(t, eng, withPassword(serverPassword), withTLSOnly(files))
+	eng := kvtest.Require(t, "redis-7.0")
+	plain := kvtest.StartServer(t, eng, kvtest.WithPassword(serverPassword))
+	tlsSrv := kvtest.StartServer(t, eng, kvtest.WithPassword(serverPassword), kvtest.WithTLS(kvtest.TLSOptions{}))
+	both := kvtest.StartServer(t, eng, kvtest.WithPassword(serverPassword), kvtest.WithTLS(kvtest.TLSOptions{Plain: true}))
 
 	t.Run("reports TLS spoken to a plain server, suggesting redis://, without waiting for a timeout", func(t *testing.T) {
 		start := time.Now()
@@ -301,15 +331,39 @@ func TestDialTLSMismatch(t *testing.T) {
 		assert.Contains(t, err.Error(), "use rediss://")
 		assert.NotContains(t, err.Error(), serverPassword)
 	})
+	t.Run("on a server with a plain and a TLS port, names the port that was mixed up", func(t *testing.T) {
+		_, err := dial(t, "rediss://:"+serverPassword+"@"+both.PlainAddr()+"?tls_ca="+both.TLS.CA, WithDialTimeout(30*time.Second))
+		require.ErrorIs(t, err, ErrTLS)
+		assert.Contains(t, err.Error(), both.PlainAddr())
+		assert.Contains(t, err.Error(), "use redis://")
+		assert.NotContains(t, err.Error(), serverPassword)
+
+		_, err = dial(t, "valkey://:"+serverPassword+"@"+both.Addr(), WithDialTimeout(30*time.Second))
+		require.ErrorIs(t, err, ErrTLS)
+		assert.Contains(t, err.Error(), both.Addr())
+		assert.Contains(t, err.Error(), "use valkeys://")
+		assert.NotContains(t, err.Error(), serverPassword)
+
+		for _, url := range []string{both.URL(), both.PlainURL()} {
+			cl, err := mustDial(t, url).Client(0)
+			require.NoError(t, err)
+			assert.Equal(t, "PONG", ping(t, cl), "the right scheme for each port connects")
+		}
+	})
 }
 
 func TestDialTLS(t *testing.T) {
-	for _, eng := range localEngines(t) {
+	for _, eng := range kvtest.AllEngines() {
 		t.Run(eng.Name, func(t *testing.T) {
 			t.Parallel()
-			files := newTLSFiles(t)
-			srv := startLocalServer(t, eng, withPassword(serverPassword), withTLSOnly(files))
-			mtls := startLocalServer(t, eng, withTLSOnly(files), withArgs("--tls-auth-clients", "yes"))
+			e := kvtest.Require(t, eng.Name)
+			srv := kvtest.StartServer(t, e, kvtest.WithPassword(serverPassword), kvtest.WithTLS(kvtest.TLSOptions{}))
+			files := srv.TLS
+			mtls := kvtest.StartServer(t, e, kvtest.WithTLS(kvtest.TLSOptions{ClientAuth: true, Files: files}))
+			// TLS 1.2 refuses a client certificate during the handshake,
+			// TLS 1.3 (the servers' default) only after it.
+			mtls12 := kvtest.StartServer(t, e, kvtest.WithTLS(kvtest.TLSOptions{ClientAuth: true, Files: files}),
+				kvtest.WithConfig("tls-protocols", `"TLSv1.2"`))
 			base := "rediss://:" + serverPassword + "@" + srv.Addr()
 
 			t.Run("connects with the CA from tls_ca", func(t *testing.T) {
@@ -318,6 +372,18 @@ func TestDialTLS(t *testing.T) {
 				require.NoError(t, err)
 				assert.Equal(t, "PONG", ping(t, cl))
 				require.NoError(t, cl.Do(context.Background(), cl.B().Set().Key("tls").Value("yes").Build()).Error())
+				assert.Equal(t, "yes", get(t, srv.ClientDB(t, 2), "tls"), "the write landed in database 2")
+			})
+			t.Run("connects with the URL kvtest gives", func(t *testing.T) {
+				ep := mustParse(t, srv.URL())
+				assert.True(t, ep.TLS.Enabled)
+				assert.Equal(t, files.CA, ep.TLS.CAFile)
+				assert.Empty(t, ep.TLS.CertFile, "the server asks for no client certificate")
+				c := mustDial(t, srv.URL())
+				assert.False(t, c.Cluster())
+				cl, err := c.Client(0)
+				require.NoError(t, err)
+				assert.Equal(t, "PONG", ping(t, cl))
 			})
 			t.Run("connects by host name localhost too", func(t *testing.T) {
 				c := mustDial(t, fmt.Sprintf("rediss://:%s@localhost:%d?tls_ca=%s", serverPassword, srv.Port, files.CA))
@@ -328,6 +394,14 @@ func TestDialTLS(t *testing.T) {
 			t.Run("rejects an unknown CA, suggesting tls_ca", func(t *testing.T) {
 				_, err := dial(t, base)
 				require.ErrorIs(t, err, ErrTLS)
+				assert.Contains(t, err.Error(), "tls_ca")
+				assert.NotContains(t, err.Error(), serverPassword)
+			})
+			t.Run("rejects a tls_ca of another CA, saying the authority is unknown", func(t *testing.T) {
+				other := kvtest.NewTLSFiles(t, t.TempDir())
+				_, err := dial(t, base+"?tls_ca="+other.CA)
+				require.ErrorIs(t, err, ErrTLS)
+				assert.Contains(t, err.Error(), "unknown authority")
 				assert.Contains(t, err.Error(), "tls_ca")
 				assert.NotContains(t, err.Error(), serverPassword)
 			})
@@ -347,14 +421,49 @@ func TestDialTLS(t *testing.T) {
 				require.ErrorIs(t, err, ErrTLS)
 				assert.Contains(t, err.Error(), "tls_ca")
 			})
+			t.Run("rejects a wrong password over TLS with ErrAuth and does not show it", func(t *testing.T) {
+				_, err := dial(t, "rediss://:wr0ng-s3cr3t@"+srv.Addr()+"?tls_ca="+files.CA)
+				require.ErrorIs(t, err, ErrAuth)
+				assert.NotErrorIs(t, err, ErrTLS)
+				assert.NotContains(t, err.Error(), "wr0ng")
+			})
 			t.Run("asks for a client certificate when the server requires one", func(t *testing.T) {
 				_, err := dial(t, "rediss://"+mtls.Addr()+"?tls_ca="+files.CA)
 				require.ErrorIs(t, err, ErrTLS)
 				assert.Contains(t, err.Error(), "tls_cert")
 			})
+			t.Run("asks for a client certificate when a TLS 1.2 server requires one", func(t *testing.T) {
+				_, err := dial(t, "rediss://"+mtls12.Addr()+"?tls_ca="+files.CA)
+				require.ErrorIs(t, err, ErrTLS)
+				assert.Contains(t, err.Error(), "tls_cert")
+			})
+			t.Run("rejects a client certificate of another CA, saying the server does not accept it", func(t *testing.T) {
+				other := kvtest.NewTLSFiles(t, t.TempDir())
+				for _, srv := range []*kvtest.Server{mtls, mtls12} {
+					_, err := dial(t, "rediss://"+srv.Addr()+"?tls_ca="+files.CA+"&tls_cert="+other.ClientCert+"&tls_key="+other.ClientKey)
+					require.ErrorIs(t, err, ErrTLS)
+					assert.Contains(t, err.Error(), srv.Addr())
+					assert.Contains(t, err.Error(), "not accept the client certificate")
+				}
+			})
+			t.Run("reports plain text spoken to a server that requires client certificates, suggesting rediss://", func(t *testing.T) {
+				for _, srv := range []*kvtest.Server{mtls, mtls12} {
+					_, err := dial(t, "redis://"+srv.Addr(), WithDialTimeout(30*time.Second))
+					require.ErrorIs(t, err, ErrTLS)
+					assert.Contains(t, err.Error(), "use rediss://")
+				}
+			})
 			t.Run("connects with a client certificate", func(t *testing.T) {
 				c := mustDial(t, "rediss://"+mtls.Addr()+"?tls_ca="+files.CA+"&tls_cert="+files.ClientCert+"&tls_key="+files.ClientKey)
 				cl, err := c.Client(0)
+				require.NoError(t, err)
+				assert.Equal(t, "PONG", ping(t, cl))
+			})
+			t.Run("connects with the URL kvtest gives a server that requires client certificates", func(t *testing.T) {
+				ep := mustParse(t, mtls.URL())
+				assert.Equal(t, files.ClientCert, ep.TLS.CertFile)
+				assert.Equal(t, files.ClientKey, ep.TLS.KeyFile)
+				cl, err := mustDial(t, mtls.URL()).Client(0)
 				require.NoError(t, err)
 				assert.Equal(t, "PONG", ping(t, cl))
 			})
@@ -363,10 +472,11 @@ func TestDialTLS(t *testing.T) {
 }
 
 func TestDialCluster(t *testing.T) {
-	for _, eng := range localEngines(t) {
+	for _, eng := range kvtest.AllEngines() {
 		t.Run(eng.Name, func(t *testing.T) {
 			t.Parallel()
-			nodes := startLocalCluster(t, eng, serverPassword)
+			cluster := kvtest.StartCluster(t, kvtest.Require(t, eng.Name), 3, kvtest.WithPassword(serverPassword))
+			nodes := cluster.Nodes
 			seed := nodes[0]
 			base := "redis://:" + serverPassword + "@" + seed.Addr()
 			var want []string
@@ -385,29 +495,7 @@ func TestDialCluster(t *testing.T) {
 				assert.Equal(t, want, masters)
 			})
 			t.Run("routes keys and reaches each node alone through Node", func(t *testing.T) {
-				ctx := context.Background()
-				cl, err := c.Client(0)
-				require.NoError(t, err)
-				const keys = 100
-				for i := range keys {
-					k := fmt.Sprintf("key:%d", i)
-					require.NoError(t, cl.Do(ctx, cl.B().Set().Key(k).Value("v").Build()).Error())
-				}
-				total := int64(0)
-				for _, n := range nodes {
-					node, err := c.Node(n.Addr(), 0)
-					require.NoError(t, err)
-					size, err := node.Do(ctx, node.B().Dbsize().Build()).AsInt64()
-					require.NoError(t, err)
-					assert.Equal(t, n.cli(t, "DBSIZE"), strconv.FormatInt(size, 10), "Node(%s) must count that node's keys", n.Addr())
-					assert.Greater(t, size, int64(0))
-					assert.Less(t, size, int64(keys))
-					myID, err := node.Do(ctx, node.B().ClusterMyid().Build()).ToString()
-					require.NoError(t, err)
-					assert.Equal(t, n.cli(t, "CLUSTER", "MYID"), myID)
-					total += size
-				}
-				assert.Equal(t, int64(keys), total)
+				assertRoutesToEachNode(t, c, nodes)
 			})
 			t.Run("lists the same masters from CLUSTER SLOTS, as for Redis before 7.0", func(t *testing.T) {
 				cl, err := c.Client(0)
@@ -419,7 +507,7 @@ func TestDialCluster(t *testing.T) {
 			})
 			t.Run("detects cluster mode through CLUSTER SLOTS when INFO is denied", func(t *testing.T) {
 				for _, n := range nodes {
-					n.cli(t, "ACL", "SETUSER", "noinfo", "on", ">pw-noinfo", "~*", "&*", "+@all", "-info")
+					setUser(t, n.Client(t), "noinfo", "on", ">pw-noinfo", "~*", "&*", "+@all", "-info")
 				}
 				noinfo := mustDial(t, "redis://noinfo:pw-noinfo@"+seed.Addr())
 				assert.True(t, noinfo.Cluster())
@@ -453,4 +541,89 @@ func TestDialCluster(t *testing.T) {
 			})
 		})
 	}
+}
+
+func TestDialTLSCluster(t *testing.T) {
+	for _, eng := range kvtest.AllEngines() {
+		t.Run(eng.Name, func(t *testing.T) {
+			t.Parallel()
+			cluster := kvtest.StartCluster(t, kvtest.Require(t, eng.Name), 3,
+				kvtest.WithPassword(serverPassword), kvtest.WithTLS(kvtest.TLSOptions{}))
+			nodes := cluster.Nodes
+			seed := nodes[0]
+			var want []string
+			for _, n := range nodes {
+				want = append(want, n.Addr()) // the TLS ports: the nodes serve nothing else
+			}
+			slices.Sort(want)
+
+			c := mustDial(t, cluster.URL())
+			t.Run("detects cluster mode over TLS", func(t *testing.T) {
+				assert.True(t, c.Cluster())
+				auto := mustDial(t, "rediss://:"+serverPassword+"@"+seed.Addr()+"?tls_ca="+cluster.TLS.CA)
+				assert.True(t, auto.Cluster(), "without cluster=true in the URL too")
+			})
+			t.Run("lists the masters at their TLS ports from CLUSTER SHARDS and CLUSTER SLOTS", func(t *testing.T) {
+				masters, err := c.Masters(context.Background())
+				require.NoError(t, err)
+				assert.Equal(t, want, masters)
+				cl, err := c.Client(0)
+				require.NoError(t, err)
+				masters, err = c.slotsMasters(context.Background(), cl)
+				require.NoError(t, err)
+				slices.Sort(masters)
+				assert.Equal(t, want, masters)
+			})
+			t.Run("routes keys and reaches each node alone through Node over TLS", func(t *testing.T) {
+				assertRoutesToEachNode(t, c, nodes)
+			})
+			t.Run("reports plain text spoken to a TLS cluster node, suggesting rediss://", func(t *testing.T) {
+				_, err := dial(t, "redis://:"+serverPassword+"@"+seed.Addr()+"?cluster=true", WithDialTimeout(30*time.Second))
+				require.ErrorIs(t, err, ErrTLS)
+				assert.Contains(t, err.Error(), "use rediss://")
+				assert.NotContains(t, err.Error(), serverPassword)
+			})
+			t.Run("rejects an unknown CA, suggesting tls_ca", func(t *testing.T) {
+				_, err := dial(t, "rediss://:"+serverPassword+"@"+seed.Addr()+"?cluster=true")
+				require.ErrorIs(t, err, ErrTLS)
+				assert.Contains(t, err.Error(), "tls_ca")
+				assert.NotContains(t, err.Error(), serverPassword)
+			})
+		})
+	}
+}
+
+// assertRoutesToEachNode writes keys through c's cluster client and checks,
+// with kvtest's own client of each node, that c.Node reaches exactly that
+// node.
+func assertRoutesToEachNode(t *testing.T, c *Conn, nodes []*kvtest.Server) {
+	t.Helper()
+	ctx := context.Background()
+	cl, err := c.Client(0)
+	require.NoError(t, err)
+	const keys = 100
+	for i := range keys {
+		k := fmt.Sprintf("key:%d", i)
+		require.NoError(t, cl.Do(ctx, cl.B().Set().Key(k).Value("v").Build()).Error())
+	}
+	total := int64(0)
+	for _, n := range nodes {
+		node, err := c.Node(n.Addr(), 0)
+		require.NoError(t, err)
+		size, err := node.Do(ctx, node.B().Dbsize().Build()).AsInt64()
+		require.NoError(t, err)
+		own := n.Client(t)
+		ownSize, err := own.Do(ctx, own.B().Dbsize().Build()).AsInt64()
+		require.NoError(t, err)
+		assert.Equal(t, ownSize, size, "Node(%s) must count that node's keys", n.Addr())
+		assert.Greater(t, size, int64(0))
+		assert.Less(t, size, int64(keys))
+		myID, err := node.Do(ctx, node.B().ClusterMyid().Build()).ToString()
+		require.NoError(t, err)
+		ownID, err := own.Do(ctx, own.B().ClusterMyid().Build()).ToString()
+		require.NoError(t, err)
+		assert.Equal(t, ownID, myID)
+		total += size
+	}
+	assert.Equal(t, int64(keys), total)
 }

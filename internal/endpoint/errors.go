@@ -140,10 +140,10 @@ func classifyTLS(e Endpoint, err error) error {
 		unknownCA x509.UnknownAuthorityError
 		hostErr   x509.HostnameError
 		invalid   x509.CertificateInvalidError
-		alert     tls.AlertError
 		record    tls.RecordHeaderError
 		verify    *tls.CertificateVerificationError
 	)
+	alert, isAlert := tlsAlert(err)
 	switch {
 	case errors.As(err, &unknownCA):
 		return newError(ErrTLS, e, err,
@@ -153,8 +153,15 @@ func classifyTLS(e Endpoint, err error) error {
 			"TLS: the certificate of %s is not valid for %q: set ?tls_server_name= to a name the certificate holds", e, hostErr.Host)
 	case errors.As(err, &invalid):
 		return newError(ErrTLS, e, err, "TLS: the certificate of %s is not valid", e)
-	case errors.As(err, &alert):
-		if strings.Contains(alert.Error(), "certificate required") || strings.Contains(alert.Error(), "bad certificate") {
+	case isAlert:
+		switch {
+		case e.TLS.CertFile != "" && (strings.Contains(alert, "unknown certificate authority") || strings.Contains(alert, "bad certificate")):
+			return newError(ErrTLS, e, err,
+				"TLS: %s does not accept the client certificate in tls_cert: is it signed by a CA the server trusts (its tls-ca-cert-file)?", e)
+		case strings.Contains(alert, "certificate required") || strings.Contains(alert, "bad certificate") ||
+			// TLS 1.2 servers answer a missing client certificate with a
+			// plain handshake failure.
+			e.TLS.CertFile == "" && strings.Contains(alert, "handshake failure"):
 			return newError(ErrTLS, e, err,
 				"TLS: %s requires a client certificate it accepts: set ?tls_cert=/path/cert.pem&tls_key=/path/key.pem", e)
 		}
@@ -166,6 +173,22 @@ func classifyTLS(e Endpoint, err error) error {
 		return newError(ErrTLS, e, err, "TLS: the certificate of %s could not be verified", e)
 	}
 	return nil
+}
+
+// tlsAlert returns the text of the TLS alert err carries, if any. Over TCP
+// crypto/tls reports an alert from the server as a *net.OpError with Op
+// "remote error" around an unexported type; tls.AlertError only wraps
+// alerts on QUIC connections, and ones this side sent.
+func tlsAlert(err error) (string, bool) {
+	var alert tls.AlertError
+	if errors.As(err, &alert) {
+		return alert.Error(), true
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "remote error" && op.Err != nil {
+		return op.Err.Error(), true
+	}
+	return "", false
 }
 
 // classifyNet classifies a network error.

@@ -26,6 +26,11 @@ type Cluster struct {
 	Nodes []*Server
 	// Password is the default user's password, "" for none.
 	Password string
+	// TLS holds the certificate files all nodes share when the cluster
+	// was started [WithTLS]; nil for a plain-text cluster.
+	TLS *TLSFiles
+	// ClientAuth is true when the nodes require client certificates.
+	ClientAuth bool
 }
 
 // StartCluster starts masters (at least 3) servers of engine e in cluster
@@ -34,6 +39,11 @@ type Cluster struct {
 // (`--cluster create ... --cluster-replicas 0 --cluster-yes`), and waits until
 // every node reports cluster_state:ok and its CLUSTER SLOTS covers all 16384
 // slots. The nodes are stopped when the test ends.
+//
+// [WithTLS] makes every node serve TLS with one shared set of certificates
+// (made in a directory of the cluster's unless [TLSOptions].Files is set)
+// and talk TLS on the cluster bus (tls-cluster yes); the CLI creates the
+// cluster over TLS with the client certificate.
 func StartCluster(t testing.TB, e Engine, masters int, opts ...Option) *Cluster {
 	t.Helper()
 	if masters < 3 {
@@ -45,10 +55,22 @@ func StartCluster(t testing.TB, e Engine, masters int, opts ...Option) *Cluster 
 	}
 	c := &Cluster{Engine: e, Password: cfg.password}
 	opts = append(opts[:len(opts):len(opts)], withCluster())
+	if cfg.tls != nil {
+		shared := *cfg.tls
+		if shared.Files == nil {
+			shared.Files = NewTLSFiles(t, t.TempDir())
+		}
+		c.TLS, c.ClientAuth = shared.Files, shared.ClientAuth
+		opts = append(opts, WithTLS(shared))
+	}
 	for range masters {
 		c.Nodes = append(c.Nodes, StartServer(t, e, opts...))
 	}
-	args := []string{"--cluster", "create"}
+	var args []string
+	if c.TLS != nil {
+		args = append(args, c.TLS.cliArgs()...)
+	}
+	args = append(args, "--cluster", "create")
 	for _, n := range c.Nodes {
 		args = append(args, n.Addr())
 	}
@@ -69,21 +91,23 @@ func StartCluster(t testing.TB, e Engine, masters int, opts ...Option) *Cluster 
 	return c
 }
 
-// URL returns the first node's URL with "?cluster=true", e.g.
-// "valkey://:pw@127.0.0.1:port?cluster=true".
+// URL returns the first node's URL with cluster=true, e.g.
+// "valkey://:pw@127.0.0.1:port?cluster=true", or with TLS
+// "valkeys://:pw@127.0.0.1:port?cluster=true&tls_ca=/dir/ca.pem".
 func (c *Cluster) URL() string {
-	return c.Nodes[0].URL() + "?cluster=true"
+	return c.Nodes[0].urlWith("cluster=true")
 }
 
 // Client returns a valkey-go cluster client (no client-side cache) seeded
-// with every node, authenticated when the cluster has a password. It is
-// closed when the test ends.
+// with every node, authenticated when the cluster has a password, over TLS
+// when it serves TLS. It is closed when the test ends.
 func (c *Cluster) Client(t testing.TB) valkey.Client {
 	t.Helper()
 	cl, err := valkey.NewClient(valkey.ClientOption{
 		InitAddress:  c.addrs(),
 		Password:     c.Password,
 		DisableCache: true,
+		TLSConfig:    c.Nodes[0].clientTLS,
 	})
 	if err != nil {
 		t.Fatalf("kvtest: connect to %s cluster: %v", c.Engine.Name, err)

@@ -24,6 +24,7 @@ func (s *Server) ClientDB(t testing.TB, db int) valkey.Client {
 		SelectDB:          db,
 		ForceSingleClient: true,
 		DisableCache:      true,
+		TLSConfig:         s.clientTLS,
 	})
 	require.NoError(t, err, "connect to %s db %d", s.Addr(), db)
 	t.Cleanup(c.Close)

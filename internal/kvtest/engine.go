@@ -17,6 +17,12 @@
 //	e := kvtest.Require(t, "valkey-8.1")
 //	srv := kvtest.StartServer(t, e, kvtest.WithPassword("pw"))
 //	c := srv.Client(t)
+//
+// [WithTLS] makes servers and clusters serve TLS with certificates of a
+// throwaway CA made for the test; kvtest's clients and URLs then use TLS:
+//
+//	srv := kvtest.StartServer(t, e, kvtest.WithTLS(kvtest.TLSOptions{ClientAuth: true}))
+//	srv.URL() // "valkeys://127.0.0.1:port?tls_ca=...&tls_cert=...&tls_key=..."
 package kvtest
 
 import (
@@ -96,12 +102,20 @@ func Require(t testing.TB, name string) Engine {
 	if err == nil {
 		return e
 	}
-	msg := fmt.Sprintf("kvtest: engine %s is not installed: %v; run scripts/engines.sh (or set %s to the folder it installed into)", name, err, EnginesEnv)
+	unavailable(t, fmt.Sprintf("kvtest: engine %s is not installed: %v; run scripts/engines.sh (or set %s to the folder it installed into)", name, err, EnginesEnv))
+	return Engine{}
+}
+
+// unavailable ends a test that needs something the machine lacks (an
+// engine, or a capability of one): it skips the test with msg, except when
+// the CI environment variable is "true", where it fails it (CI must never
+// silently skip engine tests).
+func unavailable(t testing.TB, msg string) {
+	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
-	return Engine{}
 }
 
 func executable(path string) error {

@@ -3,6 +3,7 @@ package kvtest
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -42,6 +43,7 @@ type config struct {
 	databases int
 	extra     [][2]string
 	cluster   bool
+	tls       *TLSOptions
 }
 
 // Option changes how a server is configured.
@@ -88,14 +90,26 @@ type Server struct {
 	Engine Engine
 	// Host is the address the server listens on, always "127.0.0.1".
 	Host string
-	// Port is the server's TCP port; it does not change on [Server.Restart].
+	// Port is the server's TCP port (its TLS port with [WithTLS]); it does
+	// not change on [Server.Restart].
 	Port int
+	// PlainPort is the plain-text port of a server that serves TLS on Port
+	// and plain text too ([TLSOptions].Plain); 0 otherwise.
+	PlainPort int
 	// Dir is the server's working directory (a t.TempDir): it holds the
 	// configuration file server.conf, the log server.log, the server's
 	// stdout and stderr in stdio.log, and dump and cluster files.
 	Dir string
 	// Password is the default user's password, "" for none.
 	Password string
+	// TLS holds the certificate files of a server started [WithTLS]; nil
+	// for a plain-text server.
+	TLS *TLSFiles
+	// ClientAuth is true when the server requires client certificates
+	// (tls-auth-clients yes).
+	ClientAuth bool
+
+	clientTLS *tls.Config // trusts the CA, presents the client certificate; nil without TLS
 
 	mu   sync.Mutex // serializes start, stop and kill
 	proc *process   // the running process, nil when stopped
@@ -108,10 +122,10 @@ type process struct {
 
 // StartServer starts a server of engine e on a free port of 127.0.0.1, in a
 // new temporary directory, with persistence off (save "", appendonly no),
-// and waits until it answers PING. The test fails if it does not start within
-// 10 seconds; the message includes the end of the server's log. The server is
-// stopped when the test and its subtests end; if the test failed, the end of
-// its log is logged first.
+// and waits until it answers PING (over TLS with [WithTLS]). The test fails
+// if it does not start within 10 seconds; the message includes the end of
+// the server's log. The server is stopped when the test and its subtests
+// end; if the test failed, the end of its log is logged first.
 func StartServer(t testing.TB, e Engine, opts ...Option) *Server {
 	t.Helper()
 	var cfg config
@@ -119,6 +133,16 @@ func StartServer(t testing.TB, e Engine, opts ...Option) *Server {
 		opt(&cfg)
 	}
 	s := &Server{Engine: e, Host: "127.0.0.1", Dir: t.TempDir(), Password: cfg.password}
+	if cfg.tls != nil {
+		s.TLS, s.ClientAuth = cfg.tls.Files, cfg.tls.ClientAuth
+		if s.TLS == nil {
+			s.TLS = NewTLSFiles(t, s.Dir)
+		}
+		var err error
+		if s.clientTLS, err = s.TLS.ClientConfig(); err != nil {
+			t.Fatalf("kvtest: TLS client configuration for %s: %v", e.Name, err)
+		}
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("kvtest: %s on %s, end of its log:\n%s", e.Name, s.Addr(), s.logTail())
@@ -132,12 +156,21 @@ func StartServer(t testing.TB, e Engine, opts ...Option) *Server {
 		if s.Port, err = freePort(s.Host); err != nil {
 			break
 		}
+		if cfg.tls != nil && cfg.tls.Plain {
+			if s.PlainPort, err = freePort(s.Host); err != nil {
+				break
+			}
+		}
 		if err = s.writeConfig(cfg); err != nil {
 			break
 		}
 		if err = s.launch(); !errors.Is(err, errAddrInUse) {
 			break
 		}
+	}
+	if errors.Is(err, errNoTLS) {
+		unavailable(t, fmt.Sprintf("kvtest: %s cannot serve TLS: %v (%s); TLS tests need a server built with TLS (BUILD_TLS=yes)\nend of its log:\n%s",
+			e.Name, err, e.ServerBin, s.logTail()))
 	}
 	if err != nil {
 		t.Fatalf("kvtest: start %s in %s: %v\nend of its log:\n%s", e.Name, s.Dir, err, s.logTail())
@@ -152,13 +185,62 @@ func (s *Server) Addr() string {
 
 // URL returns the server's URL with the engine's scheme, redis:// or
 // valkey://, and the default user's password if there is one:
-// "redis://:pw@127.0.0.1:port".
+// "redis://:pw@127.0.0.1:port". For a server started [WithTLS] it is the
+// TLS URL the endpoint package accepts: rediss:// or valkeys:// with
+// tls_ca, and tls_cert and tls_key when the server requires client
+// certificates: "rediss://:pw@127.0.0.1:port?tls_ca=/dir/ca.pem".
 func (s *Server) URL() string {
-	u := url.URL{Scheme: s.Engine.Kind, Host: s.Addr()}
+	return s.urlWith()
+}
+
+// PlainAddr returns "host:port" of the plain-text port: [Server.Addr] for a
+// plain-text server, the address of [Server.PlainPort] for a server that
+// serves TLS and plain text, "" for a server that serves TLS only.
+func (s *Server) PlainAddr() string {
+	switch {
+	case s.TLS == nil:
+		return s.Addr()
+	case s.PlainPort == 0:
+		return ""
+	}
+	return net.JoinHostPort(s.Host, strconv.Itoa(s.PlainPort))
+}
+
+// PlainURL is [Server.URL] for [Server.PlainAddr]: a redis:// or valkey://
+// URL without TLS options; "" for a server that serves TLS only.
+func (s *Server) PlainURL() string {
+	addr := s.PlainAddr()
+	if addr == "" {
+		return ""
+	}
+	return s.userURL(s.Engine.Kind, addr).String()
+}
+
+// urlWith returns URL with the query options first before the TLS ones.
+func (s *Server) urlWith(query ...string) string {
+	scheme := s.Engine.Kind
+	if s.TLS != nil {
+		scheme += "s"
+		query = append(query[:len(query):len(query)], s.TLS.urlQuery(s.ClientAuth)...)
+	}
+	u := s.userURL(scheme, s.Addr())
+	u.RawQuery = strings.Join(query, "&")
+	return u.String()
+}
+
+func (s *Server) userURL(scheme, addr string) *url.URL {
+	u := &url.URL{Scheme: scheme, Host: addr}
 	if s.Password != "" {
 		u.User = url.UserPassword("", s.Password)
 	}
-	return u.String()
+	return u
+}
+
+// TLSConfig returns the TLS client configuration kvtest's clients use:
+// it trusts the server's CA and presents the client certificate. nil for a
+// plain-text server. Do not modify it.
+func (s *Server) TLSConfig() *tls.Config {
+	return s.clientTLS
 }
 
 // Client returns a single-connection valkey-go client to the server (no
@@ -188,6 +270,7 @@ func (s *Server) newClient(user, password string) (valkey.Client, error) {
 		Password:          password,
 		ForceSingleClient: true,
 		DisableCache:      true,
+		TLSConfig:         s.clientTLS,
 	})
 }
 
@@ -273,7 +356,20 @@ func (s *Server) writeConfig(cfg config) error {
 	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	line("# written by kvtest")
 	line("bind %s", s.Host)
-	line("port %d", s.Port)
+	if cfg.tls == nil {
+		line("port %d", s.Port)
+	} else {
+		line("port %d", s.PlainPort) // 0: no plain-text port
+		line("tls-port %d", s.Port)
+		line("tls-cert-file %s", quote(s.TLS.ServerCert))
+		line("tls-key-file %s", quote(s.TLS.ServerKey))
+		line("tls-ca-cert-file %s", quote(s.TLS.CA))
+		line("tls-auth-clients %s", yesNo(s.ClientAuth))
+		line("tls-replication yes")
+		if cfg.cluster {
+			line("tls-cluster yes")
+		}
+	}
 	line("daemonize no")
 	line("dir %s", quote(s.Dir))
 	line("logfile %s", quote(filepath.Join(s.Dir, logFile)))
@@ -320,6 +416,13 @@ func (s *Server) writeACL(cfg config) error {
 		lines = append([]string{"user default on " + pass + " ~* &* +@all"}, lines...)
 	}
 	return os.WriteFile(filepath.Join(s.Dir, aclFile), []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 // quote quotes v for a redis.conf line.
@@ -388,19 +491,46 @@ func (s *Server) waitReady(p *process, logStart, stdioStart int64) error {
 			logged = readFrom(logPath, logStart)
 			stdio := readFrom(filepath.Join(s.Dir, stdioFile), stdioStart)
 			if bytes.Contains(logged, []byte("Address already in use")) || bytes.Contains(stdio, []byte("Address already in use")) {
+				if s.PlainPort != 0 {
+					return fmt.Errorf("port %d, %d or %d: %w", s.Port, s.PlainPort, s.Port+clusterBusSkew, errAddrInUse)
+				}
 				return fmt.Errorf("port %d or %d: %w", s.Port, s.Port+clusterBusSkew, errAddrInUse)
+			}
+			if s.TLS != nil && (noTLSSupport(logged) || noTLSSupport(stdio)) {
+				return errNoTLS
 			}
 			return fmt.Errorf("server exited before it was ready: %v", p.cmd.ProcessState)
 		default:
 		}
-		if bytes.Contains(logged, []byte("Ready to accept connections")) && ping(s.Addr()) == nil {
-			return nil
+		var pingErr error
+		if bytes.Contains(logged, []byte("Ready to accept connections")) {
+			if pingErr = s.ping(); pingErr == nil {
+				return nil
+			}
 		}
 		if time.Now().After(deadline) {
+			if pingErr != nil {
+				return fmt.Errorf("server not ready after %v (no PONG on %s: %w)", readyTimeout, s.Addr(), pingErr)
+			}
 			return fmt.Errorf("server not ready after %v (no PONG on %s)", readyTimeout, s.Addr())
 		}
 		<-tick.C
 	}
+}
+
+// ping pings the server on Port, over TLS if it serves TLS, and on its
+// plain-text port too if it serves both.
+func (s *Server) ping() error {
+	if s.clientTLS == nil {
+		return ping(s.Addr())
+	}
+	if err := pingTLS(s.Addr(), s.clientTLS); err != nil {
+		return fmt.Errorf("over TLS: %w", err)
+	}
+	if s.PlainPort != 0 {
+		return ping(s.PlainAddr())
+	}
+	return nil
 }
 
 // ping sends PING on a new connection and accepts PONG, or NOAUTH from a
@@ -419,6 +549,10 @@ func ping(addr string) error {
 	if err != nil {
 		return err
 	}
+	return pingReply(reply)
+}
+
+func pingReply(reply string) error {
 	if strings.HasPrefix(reply, "+PONG") || strings.HasPrefix(reply, "-NOAUTH") {
 		return nil
 	}
