@@ -3,6 +3,7 @@ package kvtest
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -75,13 +76,14 @@ func StartCluster(t testing.TB, e Engine, masters int, opts ...Option) *Cluster 
 		args = append(args, n.Addr())
 	}
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-	if c.Password != "" {
-		args = append(args, "-a", c.Password, "--no-auth-warning")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterCreateLimit)
 	defer cancel()
 	cli := exec.CommandContext(ctx, e.CLIBin, args...)
 	cli.SysProcAttr = sysProcAttr()
+	if c.Password != "" {
+		// From the environment, not -a: no password in the process list.
+		cli.Env = append(os.Environ(), "REDISCLI_AUTH="+c.Password, "VALKEYCLI_AUTH="+c.Password)
+	}
 	if out, err := cli.CombinedOutput(); err != nil {
 		t.Fatalf("kvtest: %s --cluster create: %v\n%s", e.CLIBin, err, out)
 	}
