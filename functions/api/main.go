@@ -1,7 +1,8 @@
 // Command api is the api Lambda function: the HTTP API (API Gateway HTTP API
 // v2 events, served by internal/api through aws-lambda-go-api-proxy), the
 // EventBridge "MigrationRequested" events and the Step Functions execution
-// status changes (api.HandleEvent). Wiring only.
+// status changes (api.HandleEvent); it stops the redis-shake jobs' ECS
+// tasks on a cutover or a stop (api/ecstasks). Wiring only.
 package main
 
 import (
@@ -11,11 +12,13 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/kvmigrate/kvmigrate/functions/internal/setup"
 	"github.com/kvmigrate/kvmigrate/internal/api"
+	"github.com/kvmigrate/kvmigrate/internal/api/ecstasks"
 	"github.com/kvmigrate/kvmigrate/internal/api/sfnexec"
 	"github.com/kvmigrate/kvmigrate/internal/lambdafn"
 	"github.com/kvmigrate/kvmigrate/internal/phase"
@@ -27,6 +30,8 @@ func main() {
 	awsCfg := setup.Must(setup.AWS(context.Background()))
 	deps := setup.Must(setup.Deps(awsCfg, cfg, log))
 	executions := setup.Must(sfnexec.New(sfn.NewFromConfig(awsCfg), cfg.StateMachineARN))
+	// The redis-shake jobs' tasks: stopped on a cutover or a stop.
+	tasks := setup.Must(ecstasks.New(ecs.NewFromConfig(awsCfg), cfg.ECSCluster))
 	a := setup.Must(api.New(api.Config{
 		Store:           deps.Store,
 		Executions:      executions,
@@ -35,6 +40,7 @@ func main() {
 		StateMachineARN: cfg.StateMachineARN,
 		Retention:       cfg.Retention,
 		StuckTimeout:    cfg.StuckTimeout,
+		Tasks:           tasks,
 		Log:             log,
 	}))
 	lambda.Start(handler(a))

@@ -7,14 +7,18 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
 
+	"github.com/kvmigrate/kvmigrate/functions/internal/setup"
 	"github.com/kvmigrate/kvmigrate/internal/api"
+	"github.com/kvmigrate/kvmigrate/internal/api/ecstasks"
 	"github.com/kvmigrate/kvmigrate/internal/job"
 	"github.com/kvmigrate/kvmigrate/internal/phase"
 	"github.com/kvmigrate/kvmigrate/internal/sam"
@@ -164,4 +168,95 @@ func TestFixturesCoverTheTemplatesRoutes(t *testing.T) {
 		}
 	}
 	assert.ElementsMatch(t, routes, keys)
+}
+
+// The template gives the function what api/ecstasks needs to stop the
+// redis-shake tasks, with the shake resources only: the cluster in
+// ECS_CLUSTER, and ecs:StopTask on that cluster's tasks and nothing else
+// of ECS.
+func TestTheTemplateLetsTheFunctionStopItsShakeTasksOnly(t *testing.T) {
+	path := filepath.Join("..", "..", "template.yaml")
+	tmpl, err := sam.Load(path)
+	require.NoError(t, err)
+	fn := tmpl.Resources["ApiFunction"]
+
+	// The cluster, under the condition of the shake resources.
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var conditions struct {
+		Resources map[string]struct {
+			Condition string `yaml:"Condition"`
+		} `yaml:"Resources"`
+	}
+	require.NoError(t, yaml.Unmarshal(raw, &conditions))
+	const cond = "HasShakeImage"
+	for _, id := range []string{"ShakeCluster", "ShakeTaskDefinition"} {
+		require.Equal(t, cond, conditions.Resources[id].Condition, id)
+	}
+	env := sam.Get(fn.Properties, "Environment", "Variables", setup.EnvECSCluster)
+	require.NotNil(t, env, "the function's %s", setup.EnvECSCluster)
+	f, arg := sam.Intrinsic(env)
+	require.Equal(t, "If", f, "%s depends on the shake resources", setup.EnvECSCluster)
+	assert.Equal(t, cond, arg.Content[0].Value)
+	assert.Empty(t, arg.Content[2].Value, "no cluster without them")
+	cluster, err := tmpl.Resolve(env)
+	require.NoError(t, err)
+	name, err := ecstasks.ClusterName(cluster)
+	require.NoError(t, err, "ecstasks takes the template's value")
+
+	// The function's ECS permissions.
+	var stops []*yaml.Node
+	var visit func(n *yaml.Node, conditional bool)
+	visit = func(n *yaml.Node, conditional bool) {
+		if n == nil {
+			return
+		}
+		if f, arg := sam.Intrinsic(n); f == "If" {
+			for _, branch := range arg.Content[1:] {
+				visit(branch, conditional || arg.Content[0].Value == cond)
+			}
+			return
+		}
+		if n.Kind == yaml.SequenceNode {
+			for _, c := range n.Content {
+				visit(c, conditional)
+			}
+			return
+		}
+		if st := sam.Get(n, "Statement"); st != nil {
+			visit(st, conditional)
+			return
+		}
+		action := sam.Get(n, "Action")
+		if action == nil {
+			return
+		}
+		actions := []string{action.Value}
+		if action.Kind == yaml.SequenceNode {
+			actions = nil
+			for _, a := range action.Content {
+				actions = append(actions, a.Value)
+			}
+		}
+		ecs := false
+		for _, a := range actions {
+			if strings.HasPrefix(a, "ecs:") {
+				ecs = true
+				assert.Equal(t, "ecs:StopTask", a, "the function needs no other ECS action")
+			}
+		}
+		if ecs {
+			assert.True(t, conditional, "ECS permissions only with the shake resources")
+			stops = append(stops, n)
+		}
+	}
+	visit(sam.Get(fn.Properties, "Policies"), false)
+	require.Len(t, stops, 1, "one statement allows ecs:StopTask")
+	resource, err := tmpl.Resolve(sam.Get(stops[0], "Resource"))
+	require.NoError(t, err)
+	allowed := regexp.MustCompile("^" + strings.ReplaceAll(regexp.QuoteMeta(resource), `\*`, ".*") + "$")
+	const id = "0123456789abcdef0123456789abcdef"
+	assert.Regexp(t, allowed, "arn:aws:ecs:us-east-1:123456789012:task/"+name+"/"+id, "a task of the stack's cluster")
+	assert.NotRegexp(t, allowed, "arn:aws:ecs:us-east-1:123456789012:task/other-cluster/"+id, "a task of another cluster")
+	assert.NotRegexp(t, allowed, "arn:aws:ecs:us-east-1:123456789012:task/"+id, "a task whose cluster is unknown")
 }

@@ -83,8 +83,9 @@ type Config struct {
 	// stopped; see ReapStuck. 0 disables the check (`kvmigrate serve`: a
 	// local job that a crash left running is resumed, not failed).
 	StuckTimeout time.Duration
-	// Tasks stops a redis_shake_sync job's task on a cutover (nil: the
-	// task finds the request in the job record).
+	// Tasks stops a redis-shake job's task on a cutover (redis_shake_sync)
+	// and on a stop (either mode); nil: the task finds the request or the
+	// stopped status in the job record.
 	Tasks Tasks
 	// MaxAnalyses and MaxExecutions override the limits above (0: them).
 	MaxAnalyses, MaxExecutions int

@@ -11,6 +11,7 @@ import (
 	"github.com/kvmigrate/kvmigrate/internal/endpoint"
 	"github.com/kvmigrate/kvmigrate/internal/job"
 	"github.com/kvmigrate/kvmigrate/internal/phase"
+	"github.com/kvmigrate/kvmigrate/internal/workflow"
 )
 
 func (a *API) createMigration(w http.ResponseWriter, r *http.Request) error {
@@ -194,6 +195,9 @@ type StopRequest struct {
 
 const maxReason = 500
 
+// stopMigration ends a migration stopped: it records the stop (the job's
+// steps and its task find it there), stops the execution and, for a
+// redis-shake job, its task, and releases the job's slot.
 func (a *API) stopMigration(w http.ResponseWriter, r *http.Request) error {
 	var req StopRequest
 	if err := decode(r, &req, true); err != nil {
@@ -226,6 +230,11 @@ func (a *API) stopMigration(w http.ResponseWriter, r *http.Request) error {
 		if err := a.cfg.Executions.Stop(r.Context(), j.ExecutionARN, cause); err != nil {
 			a.log.WarnContext(r.Context(), "stop the execution", "jobId", j.ID, "executionArn", j.ExecutionARN, "error", err.Error())
 		}
+	}
+	if workflow.IsShake(j.Mode) {
+		// Stopping the execution does not stop a waitForTaskToken task
+		// (redis_shake_sync), and a .sync one only in time: stop it now.
+		a.stopTask(r.Context(), j, fmt.Sprintf("kvmigrate: job %s %s", j.ID, cause))
 	}
 	a.release(r.Context(), j.ID, j.Kind)
 	a.log.InfoContext(r.Context(), "job stopped", "jobId", j.ID)

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/kvmigrate/kvmigrate/internal/api"
+	"github.com/kvmigrate/kvmigrate/internal/api/ecstasks"
 	"github.com/kvmigrate/kvmigrate/internal/job"
 	"github.com/kvmigrate/kvmigrate/internal/job/dynamo"
 	"github.com/kvmigrate/kvmigrate/internal/lambdafn"
@@ -34,6 +35,7 @@ const (
 	EnvEventBus         = "EVENT_BUS_NAME"
 	EnvSafetyMarginSecs = "CHUNK_SAFETY_MARGIN_SECONDS"
 	EnvStuckTimeoutSecs = "STUCK_JOB_TIMEOUT_SECONDS"
+	EnvECSCluster       = "ECS_CLUSTER"
 )
 
 // Config is a function's configuration.
@@ -49,9 +51,12 @@ type Config struct {
 	// StuckTimeout: see api.Config (STUCK_JOB_TIMEOUT_SECONDS, default
 	// api.DefaultStuckTimeout).
 	StuckTimeout time.Duration
-	// The api function's: STATE_MACHINE_ARN (required) and EVENT_BUS_NAME.
+	// The api function's: STATE_MACHINE_ARN (required), EVENT_BUS_NAME
+	// and ECS_CLUSTER, the redis-shake tasks' cluster (a name or an ARN;
+	// "" when the stack has none: no ShakeImageUri).
 	StateMachineARN string
 	EventBusName    string
+	ECSCluster      string
 }
 
 // Load reads the configuration from getenv; forAPI says whether it is the api
@@ -93,6 +98,10 @@ func Load(getenv func(string) string, forAPI bool) (Config, error) {
 		c.StateMachineARN = require(EnvStateMachineARN)
 		if c.StateMachineARN != "" && !strings.HasPrefix(c.StateMachineARN, "arn:") {
 			problems = append(problems, fmt.Sprintf("%s=%q is not an ARN", EnvStateMachineARN, c.StateMachineARN))
+		}
+		c.ECSCluster = strings.TrimSpace(getenv(EnvECSCluster))
+		if _, err := ecstasks.ClusterName(c.ECSCluster); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", EnvECSCluster, err))
 		}
 	}
 	if len(problems) > 0 {

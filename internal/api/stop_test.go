@@ -1,0 +1,201 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kvmigrate/kvmigrate/internal/api"
+	"github.com/kvmigrate/kvmigrate/internal/job"
+	"github.com/kvmigrate/kvmigrate/internal/shake"
+)
+
+// taskStop is one Tasks.Stop call, with what was true when it came.
+type taskStop struct {
+	ARN, Reason string
+	// JobStatus is the status of the job whose task it is, then.
+	JobStatus job.Status
+	// ExecutionStopped: the job's execution had been stopped by then.
+	ExecutionStopped bool
+}
+
+// orderedTasks records the stops and what preceded them.
+type orderedTasks struct {
+	store job.Store
+	execs *fakeExecutions
+	err   error
+
+	mu    sync.Mutex
+	stops []taskStop
+}
+
+func (o *orderedTasks) Stop(ctx context.Context, arn, reason string) error {
+	c := taskStop{ARN: arn, Reason: reason}
+	jobs, _, err := o.store.List(ctx, job.ListOptions{Kind: job.KindMigration})
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		if j.TaskARN == arn {
+			c.JobStatus = j.Status
+			o.execs.mu.Lock()
+			_, c.ExecutionStopped = o.execs.stopped[j.ExecutionARN]
+			o.execs.mu.Unlock()
+		}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.stops = append(o.stops, c)
+	return o.err
+}
+
+func (o *orderedTasks) calls() []taskStop {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]taskStop(nil), o.stops...)
+}
+
+// logRecords is a JSON log, decoded.
+type logRecords struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logRecords) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// find returns the records with msg.
+func (l *logRecords) find(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	dec := json.NewDecoder(bytes.NewReader(l.buf.Bytes()))
+	for dec.More() {
+		var r map[string]any
+		require.NoError(t, dec.Decode(&r))
+		if r["msg"] == msg {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// stopWorld is an API whose Tasks records the stops.
+type stopWorld struct {
+	*server
+	execs *fakeExecutions
+	tasks *orderedTasks
+	log   *logRecords
+}
+
+func newStopWorld(t *testing.T, tasksErr error) *stopWorld {
+	store := job.NewMemory()
+	execs := newFake()
+	w := &stopWorld{execs: execs, tasks: &orderedTasks{store: store, execs: execs, err: tasksErr}, log: &logRecords{}}
+	w.server = newServer(t, api.Config{Store: store, Executions: execs, Tasks: w.tasks, MaxExecutions: 1,
+		Log: slog.New(slog.NewJSONHandler(w.log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	return w
+}
+
+// runningJob starts a migration of mode and walks it to running, with its
+// task's ARN (taskARN) when withTask.
+func (w *stopWorld) runningJob(t *testing.T, mode string, withTask bool) string {
+	t.Helper()
+	var v api.JobView
+	w.call(http.MethodPost, "/migrations", migration(set("mode", mode)), http.StatusAccepted, &v)
+	running(t, w.store, v.ID, string(shake.StageReplicating), job.Progress{})
+	if !withTask {
+		_, err := w.store.Update(context.Background(), v.ID, func(j *job.Job) { j.TaskARN = "" })
+		require.NoError(t, err)
+	}
+	return v.ID
+}
+
+func TestAStopStopsARedisShakeJobsTaskAfterTheJobAndItsExecution(t *testing.T) {
+	for _, mode := range []string{job.ModeRedisShakeSync, job.ModeRedisShake} {
+		t.Run(mode, func(t *testing.T) {
+			w := newStopWorld(t, nil)
+			id := w.runningJob(t, mode, true)
+
+			var got api.MigrationView
+			w.call(http.MethodPost, "/migrations/"+id+"/stop", api.StopRequest{Reason: "window closed"}, http.StatusOK, &got)
+			assert.Equal(t, job.StatusStopped, got.Status)
+			assert.Equal(t, []taskStop{{
+				ARN: taskARN, Reason: "kvmigrate: job " + id + " stopped by request: window closed",
+				JobStatus: job.StatusStopped, ExecutionStopped: true,
+			}}, w.tasks.calls(), "the task is stopped once the stop is recorded and the execution stopped")
+			assert.Len(t, w.log.find(t, "task stopped"), 1)
+		})
+	}
+}
+
+func TestAStopLeavesAloneWhatHasNoTask(t *testing.T) {
+	t.Run("a command job", func(t *testing.T) {
+		w := newStopWorld(t, nil)
+		id := w.runningJob(t, job.ModeCommand, true) // a stray task ARN: still not a redis-shake job
+		w.call(http.MethodPost, "/migrations/"+id+"/stop", nil, http.StatusOK, nil)
+		assert.Empty(t, w.tasks.calls())
+		assert.Contains(t, w.execs.stopped, executionARN+id, "its execution is stopped")
+	})
+	t.Run("a redis-shake job whose task has not started", func(t *testing.T) {
+		w := newStopWorld(t, nil)
+		id := w.runningJob(t, job.ModeRedisShakeSync, false)
+		w.call(http.MethodPost, "/migrations/"+id+"/stop", nil, http.StatusOK, nil)
+		assert.Empty(t, w.tasks.calls())
+	})
+	t.Run("an API without Tasks", func(t *testing.T) {
+		s := newServer(t, api.Config{Executions: newFake()})
+		var v api.JobView
+		s.call(http.MethodPost, "/migrations", migration(set("mode", job.ModeRedisShakeSync)), http.StatusAccepted, &v)
+		running(t, s.store, v.ID, string(shake.StageReplicating), job.Progress{})
+		var got api.MigrationView
+		s.call(http.MethodPost, "/migrations/"+v.ID+"/stop", nil, http.StatusOK, &got)
+		assert.Equal(t, job.StatusStopped, got.Status, "the task finds the job stopped")
+	})
+}
+
+func TestAStopSucceedsWhenTheTaskCannotBeStopped(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		err   error
+		level string
+		msg   string
+	}{
+		{"a task that is gone is noted", fmt.Errorf("stop task: %w", api.ErrTaskGone), "INFO", "the task has already ended"},
+		{"another failure is a warning", errors.New("AccessDeniedException: not authorized to perform ecs:StopTask"), "WARN", "stop the task"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newStopWorld(t, c.err)
+			id := w.runningJob(t, job.ModeRedisShakeSync, true)
+			var got api.MigrationView
+			w.call(http.MethodPost, "/migrations/"+id+"/stop", nil, http.StatusOK, &got)
+			assert.Equal(t, job.StatusStopped, got.Status)
+			require.Len(t, w.tasks.calls(), 1)
+
+			recs := w.log.find(t, c.msg)
+			require.Len(t, recs, 1, "logged as %q", c.msg)
+			assert.Equal(t, c.level, recs[0]["level"])
+			assert.Equal(t, id, recs[0]["jobId"])
+			assert.Equal(t, taskARN, recs[0]["taskArn"])
+			assert.Empty(t, w.log.find(t, "task stopped"))
+
+			stored, err := w.store.Get(context.Background(), id)
+			require.NoError(t, err)
+			assert.Equal(t, job.StatusStopped, stored.Status)
+			w.call(http.MethodPost, "/migrations", migration(nil), http.StatusAccepted, nil) // its slot was released
+		})
+	}
+}
