@@ -13,6 +13,7 @@ import (
 	"github.com/kvmigrate/kvmigrate/internal/endpoint"
 	"github.com/kvmigrate/kvmigrate/internal/job"
 	"github.com/kvmigrate/kvmigrate/internal/phase"
+	"github.com/kvmigrate/kvmigrate/internal/workflow"
 )
 
 // DetailTypeExecutionStatusChange is the detail type of the events Step
@@ -140,6 +141,11 @@ func (a *API) executionChanged(ctx context.Context, ev events.CloudWatchEvent) e
 			return err
 		}
 		log.InfoContext(ctx, "job ended by its execution's status", "jobStatus", j.Status)
+	}
+	if d.Status != ExecutionSucceeded && workflow.IsShake(j.Mode) {
+		// An execution that timed out, failed or was aborted while
+		// waiting for a redis-shake task does not stop the task itself.
+		a.stopTask(ctx, j, fmt.Sprintf("kvmigrate: the execution of job %s ended %s", j.ID, d.Status))
 	}
 	if !j.Finished() {
 		// SUCCEEDED with the job not finished: the state machine did not

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -196,6 +197,68 @@ func TestAStopSucceedsWhenTheTaskCannotBeStopped(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, job.StatusStopped, stored.Status)
 			w.call(http.MethodPost, "/migrations", migration(nil), http.StatusAccepted, nil) // its slot was released
+		})
+	}
+}
+
+// A redis-shake task outlives its execution: a stuck job's reaping and an
+// execution that ended without success stop the task too.
+func TestAStuckOrEndedRedisShakeJobHasItsTaskStopped(t *testing.T) {
+	long := time.Now().UTC().Add(-3 * time.Hour)
+	t.Run("stuck", func(t *testing.T) {
+		for _, mode := range []string{job.ModeRedisShakeSync, job.ModeCommand} {
+			t.Run(mode, func(t *testing.T) {
+				store := job.NewMemory()
+				tasks := &orderedTasks{store: store, execs: newFake()}
+				s := newServer(t, api.Config{Store: store, Executions: tasks.execs, Tasks: tasks, StuckTimeout: 2 * time.Hour})
+				j := seed(t, store, job.Job{Mode: mode, Status: job.StatusRunning, UpdatedAt: long, TaskARN: taskARN, ExecutionARN: executionARN + "x"})
+				var v api.MigrationView
+				s.call(http.MethodGet, "/migrations/"+j.ID, nil, http.StatusOK, &v)
+				require.Equal(t, job.StatusFailed, v.Status)
+				if mode == job.ModeCommand {
+					assert.Empty(t, tasks.calls(), "a command job has no task")
+					return
+				}
+				assert.Equal(t, []taskStop{{ARN: taskARN, Reason: "kvmigrate: job " + j.ID + " stuck: no progress for 180 minutes",
+					JobStatus: job.StatusFailed, ExecutionStopped: true}}, tasks.calls())
+			})
+		}
+	})
+	for _, tc := range []struct {
+		status string
+		mode   string
+		stops  bool
+	}{
+		{"TIMED_OUT", job.ModeRedisShakeSync, true},
+		{"ABORTED", job.ModeRedisShake, true},
+		{"FAILED", job.ModeRedisShakeSync, true},
+		{"SUCCEEDED", job.ModeRedisShakeSync, false},
+		{"TIMED_OUT", job.ModeCommand, false},
+	} {
+		t.Run("execution "+tc.status+" of a "+tc.mode+" job", func(t *testing.T) {
+			ctx := context.Background()
+			store := job.NewMemory()
+			tasks := &orderedTasks{store: store, execs: newFake()}
+			s := newServer(t, api.Config{Store: store, Executions: tasks.execs, Tasks: tasks, StateMachineARN: stateMachine})
+			status := job.StatusRunning
+			if tc.status == "SUCCEEDED" {
+				status = job.StatusSucceeded
+			}
+			seed(t, store, job.Job{ID: fixtureJob, Mode: tc.mode, Status: status, UpdatedAt: time.Now().UTC(), TaskARN: taskARN})
+			ev := event(t, "execution-status-change.json")
+			var d map[string]any
+			require.NoError(t, json.Unmarshal(ev.Detail, &d))
+			d["status"] = tc.status
+			ev.Detail, _ = json.Marshal(d)
+			require.NoError(t, s.api.HandleEvent(ctx, ev))
+			if !tc.stops {
+				assert.Empty(t, tasks.calls())
+				return
+			}
+			require.Len(t, tasks.calls(), 1)
+			assert.Equal(t, taskARN, tasks.calls()[0].ARN)
+			assert.Equal(t, "kvmigrate: the execution of job "+fixtureJob+" ended "+tc.status, tasks.calls()[0].Reason)
+			assert.True(t, tasks.calls()[0].JobStatus.Terminal(), "the job is ended first")
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kvmigrate/kvmigrate/internal/job"
+	"github.com/kvmigrate/kvmigrate/internal/workflow"
 )
 
 // DefaultStuckTimeout is the template's default StuckJobTimeoutSeconds.
@@ -124,6 +125,10 @@ func (a *API) checkStuck(ctx context.Context, j job.Job) job.Job {
 		if err := a.cfg.Executions.Stop(ctx, got.ExecutionARN, got.Error); err != nil {
 			a.log.WarnContext(ctx, "stop the execution of a stuck job", "jobId", got.ID, "executionArn", got.ExecutionARN, "error", err.Error())
 		}
+	}
+	// A redis-shake task outlives its execution (waitForTaskToken).
+	if workflow.IsShake(got.Mode) {
+		a.stopTask(ctx, got, fmt.Sprintf("kvmigrate: job %s %s", got.ID, got.Error))
 	}
 	return got
 }
