@@ -290,9 +290,11 @@ func (v *run) compareFull(ctx context.Context, p dbPair, scl, dcl valkey.Client,
 	if err != nil {
 		return err
 	}
-	// Hash field TTLs: read for hashes when the source has them.
+	// Hash field TTLs: read for hashes when the source has per-field
+	// expiry and either side may have some in this database.
+	readSrc, readDst := v.readFieldTTLs(p)
 	var hashes []int
-	if v.fieldTTL.src {
+	if readSrc {
 		for j, t := range types {
 			if t == "hash" && sv[j].err == nil && dv[j].err == nil && len(sv[j].hash) > 0 {
 				hashes = append(hashes, j)
@@ -303,7 +305,7 @@ func (v *run) compareFull(ctx context.Context, p dbPair, scl, dcl valkey.Client,
 		err := both(
 			func() error { return wrap("source", fieldTTLs(ctx, scl, names, sv, hashes)) },
 			func() error {
-				if !v.fieldTTL.dst {
+				if !readDst {
 					return nil
 				}
 				return wrap("target", fieldTTLs(ctx, dcl, names, dv, hashes))

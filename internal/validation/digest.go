@@ -22,7 +22,8 @@ import (
 // digest, so memory stays at one chunk per key in flight:
 //   - hashes and sets: order-insensitive, the sum (mod 2^64, two
 //     independent seeds) of each element's hash — SCAN order differs
-//     between engines and versions;
+//     between engines and versions; a hash's field expiries, when the
+//     source has them, in a second digest (see fieldttl.go);
 //   - sorted sets: members in rank order with the exact bits of their
 //     float64 scores (so 0.1+0.2 ≠ 0.3 and "inf" compare exactly, whatever
 //     text each engine prints);
@@ -74,6 +75,21 @@ func (d *digester) add(parts ...string) {
 		d.buf = binary.AppendUvarint(d.buf, uint64(len(p)))
 		d.buf = append(d.buf, p...)
 	}
+	d.fold()
+}
+
+// addTagged folds one element made of a name, a tag byte and a number,
+// without allocating: a hash field and its expiry bucket.
+func (d *digester) addTagged(name string, tag byte, n int64) {
+	d.buf = binary.AppendUvarint(d.buf[:0], uint64(len(name)))
+	d.buf = append(d.buf, name...)
+	d.buf = append(d.buf, tag)
+	d.buf = binary.BigEndian.AppendUint64(d.buf, uint64(n))
+	d.fold()
+}
+
+// fold adds the element in d.buf.
+func (d *digester) fold() {
 	d.elements++
 	if d.ordered {
 		_, _ = d.seq[0].Write(d.buf)
@@ -102,16 +118,58 @@ func (d *digester) sum128() [2]uint64 {
 type digestResult struct {
 	sum      [2]uint64
 	elements int64
+	// expiry is the digest of a hash's fields with their expiry buckets
+	// and withTTL the fields that have an expiry, when expiries were read
+	// (see fieldttl.go).
+	expiry  *[2]uint64
+	withTTL int64
 }
 
-// digestAll compares the big keys by digest within the budget, smallest
-// first; the keys it does not finish are compared by count only.
+// digestQueue hands the big keys out to the digest workers: lane 0 takes
+// the largest key left, the other lanes the smallest. Smallest first
+// proves the most keys within a budget; alone it would leave the largest
+// sampled keys — those a copier moves in many chunks, where it is most
+// likely to go wrong — compared by count only in every run whose budget
+// does not cover the whole sample. With one lane from the top, the largest
+// keys are digested whenever the budget covers them, at the cost of one
+// worker in digestWorkers.
+type digestQueue struct {
+	mu     sync.Mutex
+	keys   []bigKey // by size
+	lo, hi int      // keys[lo:hi] are left
+}
+
+func newDigestQueue(big []bigKey) *digestQueue {
+	keys := slices.Clone(big)
+	slices.SortStableFunc(keys, func(a, b bigKey) int { return cmp.Compare(a.n, b.n) })
+	return &digestQueue{keys: keys, hi: len(keys)}
+}
+
+// next returns the next key for a worker of the given lane; false when
+// none is left.
+func (q *digestQueue) next(lane int) (bigKey, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.lo >= q.hi {
+		return bigKey{}, false
+	}
+	if lane == 0 {
+		q.hi--
+		return q.keys[q.hi], true
+	}
+	q.lo++
+	return q.keys[q.lo-1], true
+}
+
+// digestAll compares the big keys by digest within the budget, in the
+// order of digestQueue; the keys it does not finish are compared by count
+// only.
 func (v *run) digestAll(ctx context.Context, started time.Time, big []bigKey) {
 	if len(big) == 0 {
 		return
 	}
 	t0 := time.Now()
-	slices.SortStableFunc(big, func(a, b bigKey) int { return cmp.Compare(a.n, b.n) })
+	queue := newDigestQueue(big)
 	deadline := t0.Add(v.o.Budget)
 	if d, ok := ctx.Deadline(); ok && d.Add(-deadlineMargin).Before(deadline) {
 		deadline = d.Add(-deadlineMargin)
@@ -122,26 +180,28 @@ func (v *run) digestAll(ctx context.Context, started time.Time, big []bigKey) {
 
 	var (
 		mu       sync.Mutex
-		next     atomic.Int64
 		wg       sync.WaitGroup
 		elements atomic.Int64
 	)
-	countOnly := func(b bigKey, reason string) {
-		mu.Lock()
-		defer mu.Unlock()
+	// countOnlyLocked records a key compared by count only; mu held.
+	countOnlyLocked := func(b bigKey, reason string) {
 		v.rep.Sample.CountOnly++
 		v.rep.CountOnly = append(v.rep.CountOnly, CountOnly{DB: b.pair.src, Key: v.name(b.key), Type: b.typ, Elements: b.n, Reason: reason})
 	}
-	for range min(digestWorkers, len(big)) {
+	countOnly := func(b bigKey, reason string) {
+		mu.Lock()
+		defer mu.Unlock()
+		countOnlyLocked(b, reason)
+	}
+	for lane := range min(digestWorkers, len(big)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(big) {
+				b, ok := queue.next(lane)
+				if !ok {
 					return
 				}
-				b := big[i]
 				if ctx.Err() != nil {
 					return
 				}
@@ -154,7 +214,7 @@ func (v *run) digestAll(ctx context.Context, started time.Time, big []bigKey) {
 				switch {
 				case ctx.Err() != nil:
 					return
-				case bctx.Err() != nil:
+				case err != nil && bctx.Err() != nil:
 					countOnly(b, ReasonBudget)
 				case errors.Is(err, errUnstable):
 					countOnly(b, ReasonUnstableScan)
@@ -162,13 +222,30 @@ func (v *run) digestAll(ctx context.Context, started time.Time, big []bigKey) {
 					mu.Lock()
 					v.issue(Issue{Kind: IssueRead, DB: b.pair.src, Key: v.name(b.key), Type: b.typ, Detail: "digest: " + err.Error()})
 					mu.Unlock()
-				default:
+				default: // both digests complete (even if the budget ran out just after)
+					ft := v.fieldTTLVerdict(bctx, b, s, d)
+					if ctx.Err() != nil {
+						return
+					}
 					mu.Lock()
-					v.rep.Sample.Digest++
-					if s.sum != d.sum {
+					differs := s.sum != d.sum
+					if differs {
 						v.issue(Issue{Kind: IssueDigest, DB: b.pair.src, Key: v.name(b.key), Type: b.typ, Detail: fmt.Sprintf(
 							"same length (%s) on both sides, but the content differs (digest of every %s, streamed with %s)",
 							size(b.typ, b.n), element(b.typ), reader(b.typ))})
+					}
+					switch {
+					case ft.err != nil:
+						v.issue(Issue{Kind: IssueRead, DB: b.pair.src, Key: v.name(b.key), Type: b.typ, Detail: "field TTLs: " + ft.err.Error()})
+					case ft.detail != "":
+						v.issue(Issue{Kind: IssueTTL, DB: b.pair.src, Key: v.name(b.key), Type: b.typ, Detail: ft.detail})
+					}
+					if ft.unresolved && !differs && ft.detail == "" && ft.err == nil {
+						// Same content; the field expiries neither proven
+						// equal nor found to differ in time.
+						countOnlyLocked(b, ReasonBudget)
+					} else {
+						v.rep.Sample.Digest++
 					}
 					mu.Unlock()
 				}
@@ -193,19 +270,27 @@ func (v *run) digestPair(ctx context.Context, b bigKey, seeds [2]maphash.Seed) (
 	if err != nil {
 		return digestResult{}, digestResult{}, err
 	}
+	// Field expiries: see readFieldTTLs.
+	var sx, dx int64
+	if readSrc, readDst := v.readFieldTTLs(b.pair); b.typ == "hash" && readSrc {
+		sx = v.expiryBucket()
+		if readDst {
+			dx = sx
+		}
+	}
 	var s, d digestResult
 	err = both(
-		func() (err error) { s, err = digestStable(ctx, scl, b, seeds); return wrap("source", err) },
-		func() (err error) { d, err = digestStable(ctx, dcl, b, seeds); return wrap("target", err) },
+		func() (err error) { s, err = digestStable(ctx, scl, b, seeds, sx); return wrap("source", err) },
+		func() (err error) { d, err = digestStable(ctx, dcl, b, seeds, dx); return wrap("target", err) },
 	)
 	return s, d, err
 }
 
-func digestStable(ctx context.Context, c valkey.Client, b bigKey, seeds [2]maphash.Seed) (digestResult, error) {
+func digestStable(ctx context.Context, c valkey.Client, b bigKey, seeds [2]maphash.Seed, expiryBucket int64) (digestResult, error) {
 	var r digestResult
 	var err error
 	for range digestTries {
-		r, err = digestKey(ctx, c, b.typ, b.key, seeds)
+		r, err = digestKey(ctx, c, b.typ, b.key, seeds, expiryBucket)
 		if err != nil {
 			return r, err
 		}
@@ -216,15 +301,27 @@ func digestStable(ctx context.Context, c valkey.Client, b bigKey, seeds [2]mapha
 	return r, fmt.Errorf("%d read, %d expected: %w", r.elements, b.n, errUnstable)
 }
 
-// digestKey streams one key of type typ into a digest.
-func digestKey(ctx context.Context, c valkey.Client, typ, key string, seeds [2]maphash.Seed) (digestResult, error) {
+// digestKey streams one key of type typ into a digest. For a hash,
+// expiryBucket > 0 also reads every field's expiry into an expiry digest
+// with buckets of that many milliseconds (see fieldttl.go).
+func digestKey(ctx context.Context, c valkey.Client, typ, key string, seeds [2]maphash.Seed, expiryBucket int64) (digestResult, error) {
 	b := c.B()
 	var d *digester
 	var err error
 	switch typ {
-	case "hash", "set":
+	case "hash":
 		d = newDigester(seeds, false)
-		err = scanElements(ctx, c, typ, key, d)
+		if expiryBucket <= 0 {
+			err = scanHash(ctx, c, key, d, nil)
+			break
+		}
+		x := &expiries{bucket: expiryBucket, d: newDigester(seeds, false)}
+		err = scanHash(ctx, c, key, d, x)
+		sum := x.d.sum128()
+		return digestResult{sum: d.sum128(), elements: d.elements, expiry: &sum, withTTL: x.withTTL}, err
+	case "set":
+		d = newDigester(seeds, false)
+		err = scanSet(ctx, c, key, d)
 	case "zset":
 		d = newDigester(seeds, true)
 		err = ranges(ctx, c, func(lo, hi int64) valkey.Completed {
@@ -267,28 +364,15 @@ func digestKey(ctx context.Context, c valkey.Client, typ, key string, seeds [2]m
 	return digestResult{sum: d.sum128(), elements: d.elements}, err
 }
 
-// scanElements feeds a hash's field/value pairs or a set's members, read
-// with HSCAN/SSCAN, into d.
-func scanElements(ctx context.Context, c valkey.Client, typ, key string, d *digester) error {
+// scanSet feeds a set's members, read with SSCAN, into d.
+func scanSet(ctx context.Context, c valkey.Client, key string, d *digester) error {
 	for cursor := uint64(0); ; {
-		var cmd valkey.Completed
-		if typ == "hash" {
-			cmd = c.B().Hscan().Key(key).Cursor(cursor).Count(digestChunk).Build()
-		} else {
-			cmd = c.B().Sscan().Key(key).Cursor(cursor).Count(digestChunk).Build()
-		}
-		page, err := c.Do(ctx, cmd).AsScanEntry()
+		page, err := c.Do(ctx, c.B().Sscan().Key(key).Cursor(cursor).Count(digestChunk).Build()).AsScanEntry()
 		if err != nil {
 			return err
 		}
-		if typ == "hash" {
-			for i := 0; i+1 < len(page.Elements); i += 2 {
-				d.add(page.Elements[i], page.Elements[i+1])
-			}
-		} else {
-			for _, m := range page.Elements {
-				d.add(m)
-			}
+		for _, m := range page.Elements {
+			d.add(m)
 		}
 		if cursor = page.Cursor; cursor == 0 {
 			return nil

@@ -9,8 +9,9 @@
 // Run is the phase-3 core that the validate Lambda, the local workflow and
 // `kvmigrate validate` call. Every command it sends is a read (INFO,
 // DBSIZE, RANDOMKEY, SCAN, TYPE, PTTL, the length and range reads of each
-// type, XINFO, EXISTS), pipelined, and memory stays bounded: whole values
-// are fetched only for small keys, big ones are read a chunk at a time.
+// type, HPTTL and HPEXPIRETIME, XINFO, EXISTS), pipelined, and memory
+// stays bounded: whole values are fetched only for small keys, big ones
+// are read a chunk at a time.
 package validation
 
 import (
@@ -84,7 +85,8 @@ type Options struct {
 	// Report.CountOnly: they were compared by type, TTL and element count.
 	// The context's deadline, less a small margin, also bounds it.
 	Budget time.Duration
-	// TTLTolerance: see DefaultTTLTolerance.
+	// TTLTolerance: see DefaultTTLTolerance. It applies to key TTLs and
+	// to hash field expiries alike.
 	TTLTolerance time.Duration
 	// RedactKeys replaces key, field and member names in the report by
 	// "sha256:" and the first 16 bytes, in hex, of the SHA-256 of the name,
@@ -222,7 +224,9 @@ type CountOnly struct {
 	Key      string `json:"key"`
 	Type     string `json:"type"`
 	Elements int64  `json:"elements"`
-	// Reason: "budget" (the digest budget ran out), "unstableScan" (a
+	// Reason: "budget" (the digest budget ran out; for a hash with field
+	// expiries, possibly only before they were checked field by field,
+	// its content digests being equal), "unstableScan" (a
 	// read kept disagreeing with the key's length: the key changed while
 	// it was read, or SCAN returned duplicates), or "unknownType" (a module
 	// type: type and TTL compared only, Elements 0).
@@ -296,6 +300,7 @@ func Run(ctx context.Context, src, dst Conn, o Options) (Report, error) {
 	if err := v.count(ctx, sinfo, dinfo); err != nil {
 		return rep, err
 	}
+	v.findFieldTTLs(ctx)
 	o.Log.Info("key counts", "dbs", len(rep.KeyCounts), "discrepancyPct", rep.KeyCountDiscrepancyPct)
 
 	big, err := v.compareSample(ctx)
@@ -331,8 +336,10 @@ type run struct {
 	rep                *Report
 	smasters, dmasters []string
 	pairs              []dbPair
-	// fieldTTL: whether each side has per-field hash expiry.
-	fieldTTL struct{ src, dst bool }
+	// fieldTTL: whether each side has per-field hash expiry;
+	// noFieldTTL: the databases of each side where no hash has any.
+	fieldTTL   struct{ src, dst bool }
+	noFieldTTL struct{ src, dst map[int]bool }
 }
 
 // dbPair is a source database and the target database it maps to.
