@@ -26,9 +26,9 @@ func TestAnalyzeExitCodeFollowsBlockingFindings(t *testing.T) {
 	require.NoError(t, err)
 	c := newCLI(t)
 
-	t.Run("Valkey to Redis is blocking: exit 1, the report as JSON", func(t *testing.T) {
+	t.Run("Valkey to Redis is blocking: exit 3, the report as JSON", func(t *testing.T) {
 		out, errOut, code := c.run("analyze", "--source", valkey.URL(), "--target", redis.URL(), "--json")
-		require.Equal(t, exitFailed, code, errOut)
+		require.Equal(t, exitBlocked, code, errOut)
 		var r analysis.Report
 		require.NoError(t, json.Unmarshal([]byte(out), &r), out)
 		assert.True(t, r.Blocking)
@@ -80,7 +80,7 @@ func TestRunRefusesBlockedMigrationsUnlessForced(t *testing.T) {
 	c := newCLI(t)
 
 	out, errOut, code := c.run("run", "--source", src.URL(), "--target", dst.URL())
-	require.Equal(t, exitFailed, code, "%s\n%s", out, errOut)
+	require.Equal(t, exitBlocked, code, "%s\n%s", out, errOut)
 	assert.Contains(t, out, "type_direction")
 	assert.Contains(t, out, "refused")
 	assert.Contains(t, errOut, "--force")

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/kvmigrate/kvmigrate/internal/analysis"
 	"github.com/kvmigrate/kvmigrate/internal/endpoint"
 	"github.com/kvmigrate/kvmigrate/internal/workflow"
 )
@@ -30,6 +31,7 @@ const (
 	exitOK          = 0
 	exitFailed      = 1 // the job ran and something failed
 	exitUsage       = 2 // bad input: nothing was done
+	exitBlocked     = 3 // the analysis gate refused the migration (or analyze found blocking findings): nothing was written
 	exitInterrupted = 130
 )
 
@@ -48,6 +50,8 @@ func exitCode(err error) int {
 		return exitInterrupted
 	case errors.As(err, &ue):
 		return exitUsage
+	case errors.Is(err, analysis.ErrBlocked):
+		return exitBlocked
 	default:
 		return exitFailed
 	}

@@ -36,7 +36,13 @@ kvmigrate validate). The job succeeds only when the validation passes.
 The analysis report is kept with the job. A refused job ends "blocked" and
 nothing is written to the target. Ctrl-C during the copy leaves the job
 paused: kvmigrate resume JOB. The migrate flags apply to the copy; --max-ops
-also limits the analysis.`,
+also limits the analysis, and --match/--type shape it too: it describes
+(and gates on) the keys the copy selects.
+
+Exit codes: 0 the job succeeded; 1 it failed (keys failed, the validation
+found differences, or an error); 2 bad input, nothing done; 3 refused by
+the analysis (blocking findings, nothing written: fix them or --force);
+130 interrupted (resumable: kvmigrate resume JOB).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			src, dst, err := endpoints(f.source, f.target)

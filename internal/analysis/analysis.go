@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -53,7 +54,19 @@ type Options struct {
 	MaxOps int
 	// JobID is copied into the report.
 	JobID string
+	// Match and Type are the copy's filters (kvmigrate --match, --type):
+	// a SCAN MATCH glob and one of FilterTypes. With either, the report
+	// describes the keys a migration would copy, not the whole keyspace:
+	// the sample SCANs with the same MATCH and TYPE as the copy, and the
+	// key count is extrapolated from the share of keys that match (see
+	// Report.Filter). "" (or a Match of "*") filters nothing.
+	Match string
+	Type  string
 }
+
+// FilterTypes are the values Options.Type accepts: the types a SCAN TYPE
+// filter of the copy engine accepts.
+var FilterTypes = []string{"string", "list", "set", "zset", "hash", "stream"}
 
 // Check validates o.
 func (o Options) Check() error {
@@ -66,6 +79,9 @@ func (o Options) Check() error {
 	if o.MaxOps < 0 {
 		return fmt.Errorf("max ops %d: must not be negative: %w", o.MaxOps, ErrInvalidOptions)
 	}
+	if o.Type != "" && !slices.Contains(FilterTypes, o.Type) {
+		return fmt.Errorf("type %q: must be one of %s: %w", o.Type, strings.Join(FilterTypes, ", "), ErrInvalidOptions)
+	}
 	return nil
 }
 
@@ -76,8 +92,14 @@ func (o Options) withDefaults() Options {
 	if o.TimeBudget == 0 {
 		o.TimeBudget = DefaultTimeBudget
 	}
+	if o.Match == "*" {
+		o.Match = ""
+	}
 	return o
 }
+
+// filtered reports whether the options select some keys only.
+func (o Options) filtered() bool { return o.Match != "" || o.Type != "" }
 
 // Conn is what the analysis needs of a connection (*endpoint.Conn has it).
 type Conn interface {
@@ -121,10 +143,6 @@ func Analyze(ctx context.Context, src, dst Conn, opts Options) (*Report, error) 
 	}
 
 	plan := a.plan(s, d)
-	r.EstimatedKeys = 0
-	for _, p := range plan {
-		r.EstimatedKeys += p.keys
-	}
 	results, stopped, err := a.sampleAll(ctx, s, d, plan)
 	if err != nil {
 		return nil, err

@@ -89,6 +89,11 @@ func TestAnalysisWritesNothingAndScansLightly(t *testing.T) {
 	require.Positive(t, r.Sample.Sampled)
 	require.Positive(t, r.HashFieldTTL.HashesWithTTL, "the field TTL check ran")
 	require.Positive(t, r.Overlap.Checked, "the overlap check ran")
+	// A filtered analysis SCANs twice per page (the census): also no write.
+	fr := analyze(t, src.URL(), dst.URL(), analysis.Options{Sample: analysis.MinSample, Match: "hash:*", Type: "hash"})
+	require.NotNil(t, fr.Filter)
+	require.Positive(t, fr.Filter.Scanned, "the census ran")
+	require.Positive(t, fr.HashFieldTTL.HashesSampled)
 
 	for _, side := range []struct {
 		name   string

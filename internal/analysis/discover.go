@@ -25,15 +25,17 @@ type sideData struct {
 	// subexpiry: hashes with field TTLs (INFO keyspace, Redis 7.4+);
 	// -1 when no master reported it.
 	subexpiry int64
-	// dataBytes sums the masters' MEMORY STATS keyspace memory (0: unknown).
-	dataBytes int64
+	// dataBytes sums the masters' MEMORY STATS keyspace memory (0:
+	// unknown); dataByNode has each master's.
+	dataBytes  int64
+	dataByNode map[string]int64
 }
 
 // discover describes the deployment behind c. topology.Discover needs
 // INFO; when the user may not run it, a reduced discovery (HELLO, DBSIZE,
 // COMMAND INFO) takes over and the denial becomes a finding.
 func (a *analyzer) discover(ctx context.Context, name string, c Conn) (*sideData, error) {
-	d := &sideData{name: name, conn: c, subexpiry: -1, expires: map[string]map[int]int64{}}
+	d := &sideData{name: name, conn: c, subexpiry: -1, expires: map[string]map[int]int64{}, dataByNode: map[string]int64{}}
 	info, err := topology.Discover(ctx, c)
 	if err != nil {
 		if !isNoPerm(err) {
@@ -98,6 +100,7 @@ func (a *analyzer) discover(ctx context.Context, name string, c Conn) (*sideData
 				return nil, fatal
 			} else if ok {
 				d.dataBytes += n
+				d.dataByNode[m.Addr] = n
 			}
 		}
 		if master.MaxMemory == 0 && len(info.Masters) == 1 {

@@ -27,26 +27,40 @@ func (a *analyzer) summarize(r *Report, plan []shardPlan, results []shardResult,
 	}
 	types := map[string]*TypeCount{}
 	var (
-		memEst, memVar, overhead float64
-		memN, memBytes           int64
-		hashes, hashesTTL, ttlF  int64
+		memEst, memVar, overhead, slotBytes float64
+		memN, memBytes                      int64
+		hashes, hashesTTL, ttlF             int64
 	)
+	filtered := a.opts.filtered()
+	if filtered {
+		r.Filter = &Filter{Match: a.opts.Match, Type: a.opts.Type}
+	}
+	r.EstimatedKeys = 0
 	r.Shards = make([]Shard, 0, len(plan))
 	seenTDB := map[int]bool{}
 	for i, p := range plan {
 		res := results[i]
 		r.Sample.Complete = r.Sample.Complete && res.complete
 		r.Sample.Sampled += res.sampled
+		// keys: the shard's keys a migration copies.
+		keys := p.keys
+		if filtered {
+			keys = res.matchedKeys(p.keys)
+			r.Filter.Keys += p.keys
+			r.Filter.Scanned += res.scanned
+			r.Filter.Matched += res.matched
+		}
+		r.EstimatedKeys += keys
 		scale := 0.0
 		switch {
 		case res.complete:
 			scale = 1
 		case res.sampled > 0:
-			scale = float64(p.keys) / float64(res.sampled)
+			scale = float64(keys) / float64(res.sampled)
 		}
 		est := func(n int64) int64 { return int64(math.Round(float64(n) * scale)) }
 
-		sh := Shard{Node: p.node, DB: p.db, Keys: p.keys, Sampled: res.sampled, Complete: res.complete, Types: res.types}
+		sh := Shard{Node: p.node, DB: p.db, Keys: p.keys, EstimatedKeys: keys, Sampled: res.sampled, Complete: res.complete, Types: res.types}
 		for t, n := range res.types {
 			tc := types[t]
 			if tc == nil {
@@ -60,20 +74,25 @@ func (a *analyzer) summarize(r *Report, plan []shardPlan, results []shardResult,
 		addBuckets(&r.TTL.Estimated, res.ttl, est)
 
 		expires := p.expires
-		if expires < 0 && res.sampled > 0 { // INFO keyspace unknown: from the sample
+		if (expires < 0 || filtered) && res.sampled > 0 { // INFO keyspace unknown, or not of the copied keys: from the sample
 			withTTL := res.sampled - res.ttl.None
-			expires = int64(math.Round(float64(p.keys) * float64(withTTL) / float64(res.sampled)))
+			expires = int64(math.Round(float64(keys) * float64(withTTL) / float64(res.sampled)))
 		}
-		tables := float64(bucketBytes*tableSize(p.keys) + expireEntryBytes*max(expires, 0) + bucketBytes*tableSize(expires))
-		overhead += tables
+		tables := float64(keyspaceTables(keys, expires))
 		if res.memN > 0 {
-			e, v := extrapolate(res, p.keys)
+			e, v := extrapolate(res, keys, p.keys)
+			if s.info.Cluster {
+				slots := a.slotOverhead(p, res, keys, e, s)
+				slotBytes += slots
+				tables += slots
+			}
 			sh.EstimatedBytes = int64(math.Round(e + tables))
 			memEst += e
 			memVar += v
 			memN += res.memN
 			memBytes += int64(res.memSum)
 		}
+		overhead += tables
 		r.Shards = append(r.Shards, sh)
 
 		hashes += res.hashes
@@ -117,6 +136,9 @@ func (a *analyzer) summarize(r *Report, plan []shardPlan, results []shardResult,
 	})
 
 	r.Memory = a.memory(r, memEst, memVar, overhead, memN, memBytes)
+	if r.Memory.Available {
+		r.Memory.SlotOverheadBytes = int64(math.Round(slotBytes))
+	}
 	r.Memory.ServerBytes = s.dataBytes
 
 	r.HashFieldTTL = FieldTTL{
@@ -135,10 +157,82 @@ func (a *analyzer) summarize(r *Report, plan []shardPlan, results []shardResult,
 	}
 }
 
-// extrapolate estimates a shard's MEMORY USAGE total from its sample and
-// the variance of that estimate (simple random sample without
+// keyspaceTables is what the main and expires hash tables of one
+// database (a power of two of buckets each) and the expires entries take
+// for keys keys, expires of them with a TTL.
+func keyspaceTables(keys, expires int64) int64 {
+	return bucketBytes*tableSize(keys) + expireEntryBytes*max(expires, 0) + bucketBytes*tableSize(expires)
+}
+
+// slotOverhead is what a cluster master's per-slot structures take for
+// the keys of shard p a migration copies, beyond MEMORY USAGE and the
+// single-table model of keyspaceTables: Redis 7.4+ and Valkey 8+ keep one
+// hash table (with its own minimum size and header, and expires table)
+// per slot, which neither counts. It is derived from the master's own
+// MEMORY STATS keyspace figure (sideData.dataByNode): what that figure
+// holds beyond the MEMORY USAGE of all the master's keys (extrapolated;
+// with a filter, from the census keys) and the single-table model is
+// charged per occupied slot, and the copied keys get the share of it that
+// the slots they occupy would take (keys spread uniformly over the
+// master's slots). The server's figure also holds a fixed part of a few
+// hundred KiB per master, so for small datasets this errs high. copied is
+// the extrapolated MEMORY USAGE of the shard's copied keys.
+func (a *analyzer) slotOverhead(p shardPlan, res shardResult, keys int64, copied float64, s *sideData) float64 {
+	server := s.dataByNode[p.node]
+	if server <= 0 || p.keys <= 0 || keys <= 0 {
+		return 0
+	}
+	all := copied // without a filter, the copied keys are all the keys
+	if a.opts.filtered() {
+		if res.allN == 0 {
+			return 0
+		}
+		all = res.allSum / float64(res.allN) * float64(p.keys)
+	}
+	expires := max(p.expires, 0)
+	extra := float64(server) - all - float64(keyspaceTables(p.keys, expires))
+	if extra <= 0 {
+		return 0
+	}
+	slots := 0
+	for _, m := range s.side.Masters {
+		if m.Addr == p.node {
+			slots = m.SlotCount
+		}
+	}
+	if slots == 0 {
+		return extra * float64(keys) / float64(p.keys)
+	}
+	return extra * occupiedSlots(keys, slots) / occupiedSlots(p.keys, slots)
+}
+
+// occupiedSlots is the expected number of slots, of slots, that hold at
+// least one of keys keys spread uniformly over them.
+func occupiedSlots(keys int64, slots int) float64 {
+	s := float64(slots)
+	return s * -math.Expm1(float64(keys)*math.Log1p(-1/s))
+}
+
+// matchedKeys is how many of a shard's keys pass the filter: counted
+// when the filtered SCAN went through the whole shard, else the shard's
+// key count times the share that matched in the census, and never fewer
+// than the sample found.
+func (res shardResult) matchedKeys(keys int64) int64 {
+	switch {
+	case res.complete:
+		return res.sampled
+	case res.scanned > 0:
+		return max(int64(math.Round(float64(keys)*float64(res.matched)/float64(res.scanned))), res.sampled)
+	}
+	return res.sampled
+}
+
+// extrapolate estimates a shard's MEMORY USAGE total over keys from its
+// sample and the variance of that estimate (simple random sample without
 // replacement; SCAN order is hash order, unrelated to the keys' sizes).
-func extrapolate(res shardResult, keys int64) (est, variance float64) {
+// With a filter, keys is itself estimated from the census share of the
+// shard's total keys, and its variance is added.
+func extrapolate(res shardResult, keys, total int64) (est, variance float64) {
 	n := float64(res.memN)
 	if res.complete || keys <= res.memN {
 		return res.memSum, 0
@@ -149,14 +243,22 @@ func extrapolate(res shardResult, keys int64) (est, variance float64) {
 	if n > 1 {
 		s2 = max((res.memSq-n*mean*mean)/(n-1), 0)
 	}
-	return mean * K, K * K * s2 / n * (1 - n/K)
+	variance = K * K * s2 / n * (1 - n/K)
+	if res.scanned > 0 && total > 0 {
+		share, scanned, all := float64(res.matched)/float64(res.scanned), float64(res.scanned), float64(total)
+		variance += mean * mean * all * all * share * (1 - share) / scanned * max(1-scanned/all, 0)
+	}
+	return mean * K, variance
 }
 
 func (a *analyzer) memory(r *Report, est, variance, overhead float64, n, bytes int64) Memory {
-	m := Memory{Available: a.memOK.Load() && (n > 0 || r.EstimatedKeys == 0), SampledKeys: n, SampledBytes: bytes}
+	m := Memory{Available: a.memOK.Load() && (n > 0 || r.EstimatedKeys == 0 && r.Sample.Complete), SampledKeys: n, SampledBytes: bytes}
 	if !m.Available {
 		m.Confidence = "none"
 		m.Note = "MEMORY USAGE could not be run on the source: no memory estimate"
+		if a.memOK.Load() {
+			m.Note = "no key was sampled before the time budget ran out: no memory estimate"
+		}
 		return m
 	}
 	total := est + overhead
@@ -178,14 +280,23 @@ func (a *analyzer) memory(r *Report, est, variance, overhead float64, n, bytes i
 	default:
 		m.Confidence = "low"
 	}
-	if r.Sample.Complete {
+	switch f := r.Filter; {
+	case f != nil && r.Sample.Complete:
+		m.Note = fmt.Sprintf("MEMORY USAGE of every key that the filter (%s) selects: %d of the %d keys of the copied databases, plus %s of keyspace hash tables",
+			f.describe(), n, f.Keys, humanBytes(m.KeyspaceOverheadBytes))
+	case f != nil:
+		m.Note = fmt.Sprintf("extrapolated from a filtered scan (%s): %d of %d keys scanned matched (%.1f %%), so about %d of the %d keys of the copied databases are copied; "+
+			"MEMORY USAGE of %d of them, extrapolated per shard, plus %s of keyspace hash tables; ±%.0f %% at 95 %%",
+			f.describe(), f.Matched, f.Scanned, 100*float64(f.Matched)/float64(max(f.Scanned, 1)), r.EstimatedKeys, f.Keys,
+			n, humanBytes(m.KeyspaceOverheadBytes), 100*z95*m.RelativeError)
+	case r.Sample.Complete:
 		m.Note = fmt.Sprintf("MEMORY USAGE of every key (%d), plus %s of keyspace hash tables", n, humanBytes(m.KeyspaceOverheadBytes))
-	} else {
+	default:
 		m.Note = fmt.Sprintf("MEMORY USAGE of %d of %d keys (%.1f %%), extrapolated per shard from its key count, plus %s of keyspace hash tables; ±%.0f %% at 95 %%",
 			n, r.EstimatedKeys, 100*float64(n)/float64(max(r.EstimatedKeys, 1)), humanBytes(m.KeyspaceOverheadBytes), 100*z95*m.RelativeError)
 	}
 	if r.Source.Cluster {
-		m.Note += "; a cluster's per-slot hash tables (a fixed cost per master) are not counted: compare serverBytes"
+		m.Note += "; with a cluster's per-slot hash tables, derived from each master's MEMORY STATS figure (slotOverheadBytes)"
 	}
 	m.Note += ". MEMORY USAGE looks at 5 elements of big hashes, lists, sets and sorted sets, so values of very uneven sizes are estimated roughly; " +
 		"another engine or version may need ±20 % for the same data"

@@ -44,6 +44,7 @@ func TestEstimatesMatchTheTruth(t *testing.T) {
 			assert.Equal(t, want, full.TTL.Estimated)
 			assert.Equal(t, []analysis.TypeCount{{Type: "string", Sampled: keys, Estimated: keys}}, full.Types)
 			assert.Equal(t, "exact", full.Memory.Confidence)
+			assert.Zero(t, full.Memory.SlotOverheadBytes, "a standalone server has one table per database")
 			assert.InEpsilon(t, growth, full.Memory.EstimatedBytes, 0.15, "estimate %d, used_memory grew %d", full.Memory.EstimatedBytes, growth)
 			// MEMORY STATS includes a fixed part (server structures): its growth is the data's.
 			serverGrowth := full.Memory.ServerBytes - empty.Memory.ServerBytes
@@ -155,11 +156,20 @@ func TestEstimatesMatchTheTruth(t *testing.T) {
 		assert.EqualValues(t, 15_000, r.EstimatedKeys)
 		extrapolated := r.Memory.EstimatedBytes - r.Memory.KeyspaceOverheadBytes
 		assert.InEpsilon(t, usage, extrapolated, 0.05, "MEMORY USAGE extrapolated %d, summed over every key %d", extrapolated, usage)
+		// Valkey 8 keeps a hash table per slot: MEMORY USAGE and the
+		// single-table model miss it (-41 % here before it was counted);
+		// the masters' MEMORY STATS figures hold it, and a fixed part of a
+		// few hundred KiB per master, which small datasets like this one
+		// overestimate by.
+		assert.Positive(t, r.Memory.SlotOverheadBytes)
+		assert.GreaterOrEqual(t, float64(r.Memory.EstimatedBytes), 0.95*float64(growth), "the per-slot tables are counted")
+		assert.InEpsilon(t, growth, r.Memory.EstimatedBytes, 0.35)
 		serverGrowth := r.Memory.ServerBytes - empty.Memory.ServerBytes
 		assert.InEpsilon(t, growth, serverGrowth, 0.10, "MEMORY STATS grew %d, used_memory %d", serverGrowth, growth)
 		assert.InEpsilon(t, 3000, r.TTL.Estimated.Under1h, 0.2)
-		t.Logf("valkey-8.0 cluster, 15,000 keys: used_memory grew %d; MEMORY USAGE of every key %d, extrapolated from 3,000 %d (%+.1f %%); estimate with hash tables %d (%+.1f %%); MEMORY STATS grew %d (%+.1f %%)",
-			growth, usage, extrapolated, pct(extrapolated, usage), r.Memory.EstimatedBytes, pct(r.Memory.EstimatedBytes, growth), serverGrowth, pct(serverGrowth, growth))
+		t.Logf("valkey-8.0 cluster, 15,000 keys: used_memory grew %d; MEMORY USAGE of every key %d, extrapolated from 3,000 %d (%+.1f %%); estimate with hash tables %d (%+.1f %%), of which per-slot %d (without: %+.1f %%); MEMORY STATS grew %d (%+.1f %%)",
+			growth, usage, extrapolated, pct(extrapolated, usage), r.Memory.EstimatedBytes, pct(r.Memory.EstimatedBytes, growth),
+			r.Memory.SlotOverheadBytes, pct(r.Memory.EstimatedBytes-r.Memory.SlotOverheadBytes, growth), serverGrowth, pct(serverGrowth, growth))
 	})
 }
 

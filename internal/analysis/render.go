@@ -44,6 +44,14 @@ func (r *Report) WriteText(w io.Writer) error {
 		p("  %-8s  %-16s  %s\n", f.Severity, f.Category, f.Message)
 	}
 
+	if f := r.Filter; f != nil {
+		p("\nFilter: %s selects ", f.describe())
+		if r.Sample.Complete {
+			p("%s of %s keys (counted)\n", num(r.EstimatedKeys), num(f.Keys))
+		} else {
+			p("about %s of %s keys (%s of %s keys scanned matched)\n", num(r.EstimatedKeys), num(f.Keys), num(f.Matched), num(f.Scanned))
+		}
+	}
 	s := r.Sample
 	p("\nSample: %s of %s keys", num(s.Sampled), num(r.EstimatedKeys))
 	switch {
@@ -85,9 +93,17 @@ func (r *Report) WriteText(w io.Writer) error {
 
 	p("\nShards\n")
 	table(func(tw *tabwriter.Writer) {
-		fmt.Fprintln(tw, "  MASTER\tDB\tKEYS\tSAMPLED\tMEMORY\tTYPES\t")
+		if r.Filter != nil {
+			fmt.Fprintln(tw, "  MASTER\tDB\tKEYS\tMATCHING\tSAMPLED\tMEMORY\tTYPES\t")
+		} else {
+			fmt.Fprintln(tw, "  MASTER\tDB\tKEYS\tSAMPLED\tMEMORY\tTYPES\t")
+		}
 		for _, sh := range r.Shards {
-			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\t\n", sh.Node, sh.DB, num(sh.Keys), num(sh.Sampled), humanBytes(sh.EstimatedBytes), typeMix(sh.Types))
+			matching := ""
+			if r.Filter != nil {
+				matching = num(sh.EstimatedKeys) + "\t"
+			}
+			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s%s\t%s\t%s\t\n", sh.Node, sh.DB, num(sh.Keys), matching, num(sh.Sampled), humanBytes(sh.EstimatedBytes), typeMix(sh.Types))
 		}
 	})
 	for _, side := range []struct {

@@ -3,6 +3,7 @@ package analysis
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -86,8 +87,12 @@ type Report struct {
 	// with what the sample saw in each.
 	Shards []Shard `json:"shards"`
 	// EstimatedKeys is the number of keys a migration would copy (the
-	// source's key counts of the databases it copies, when analysed).
+	// source's key counts of the databases it copies, when analysed; with
+	// a Filter, the keys that pass it).
 	EstimatedKeys int64 `json:"estimatedKeys"`
+	// Filter is the copy's --match/--type filter that the figures below
+	// describe; absent (null) when the whole keyspace is copied.
+	Filter *Filter `json:"filter,omitempty"`
 
 	Source Side `json:"source"`
 	Target Side `json:"target"`
@@ -179,12 +184,43 @@ type Module struct {
 	BuiltIn bool `json:"builtIn,omitempty"`
 }
 
+// Filter is the copy filter a report describes: the keys kvmigrate
+// migrate/run --match/--type copy. The sample SCANs with the same MATCH and
+// TYPE as the copy; the number of keys that match is counted when every
+// shard was scanned to its end (sample.complete), else extrapolated from a
+// census: the first pages of each shard are SCANned without the filter
+// too, from the same cursors, and the share of those keys that the
+// filtered SCAN returned is applied to the shard's key count.
+type Filter struct {
+	Match string `json:"match,omitempty"` // SCAN MATCH glob
+	Type  string `json:"type,omitempty"`  // SCAN TYPE
+	// Keys counts the keys of the copied databases before the filter.
+	Keys int64 `json:"keys"`
+	// Scanned counts the keys of the census, Matched those of them that
+	// pass the filter.
+	Scanned int64 `json:"scanned"`
+	Matched int64 `json:"matched"`
+}
+
+// describe writes f as the CLI flags that give it.
+func (f Filter) describe() string {
+	var parts []string
+	if f.Match != "" {
+		parts = append(parts, "--match "+strconv.Quote(f.Match))
+	}
+	if f.Type != "" {
+		parts = append(parts, "--type "+f.Type)
+	}
+	return strings.Join(parts, " ")
+}
+
 // SampleSummary says how much was sampled and how.
 type SampleSummary struct {
 	Requested int   `json:"requested"`
 	Sampled   int64 `json:"sampled"`
-	// Complete: every key of every copied database was sampled, so the
-	// counts below are exact rather than estimates.
+	// Complete: every key of every copied database (that passes the
+	// filter) was sampled, so the counts below are exact rather than
+	// estimates.
 	Complete bool `json:"complete"`
 	// StoppedBy is "timeBudget" when the time budget ran out first.
 	StoppedBy    string `json:"stoppedBy,omitempty"`
@@ -197,8 +233,12 @@ type Shard struct {
 	Node string `json:"node"`
 	DB   int    `json:"db"`
 	// Keys is the shard's key count (INFO keyspace or DBSIZE).
-	Keys    int64 `json:"keys"`
-	Sampled int64 `json:"sampled"`
+	Keys int64 `json:"keys"`
+	// EstimatedKeys is how many of them a migration copies: Keys, or with
+	// a filter the keys that pass it (counted when Complete, else
+	// extrapolated from the share that matched in the filter's census).
+	EstimatedKeys int64 `json:"estimatedKeys"`
+	Sampled       int64 `json:"sampled"`
 	// Complete: the SCAN went through the whole shard.
 	Complete bool `json:"complete"`
 	// Types counts the sampled keys by type.
@@ -226,8 +266,15 @@ type Memory struct {
 	// shard from its key count, plus KeyspaceOverheadBytes.
 	EstimatedBytes int64 `json:"estimatedBytes"`
 	// KeyspaceOverheadBytes is what MEMORY USAGE does not count: the main
-	// and expires hash tables of the keyspace.
+	// and expires hash tables of the keyspace (SlotOverheadBytes
+	// included).
 	KeyspaceOverheadBytes int64 `json:"keyspaceOverheadBytes"`
+	// SlotOverheadBytes is, for a cluster source, the part of
+	// KeyspaceOverheadBytes that the per-slot hash tables take: what each
+	// master's MEMORY STATS keyspace figure holds beyond MEMORY USAGE and
+	// one table per database, shared out by the slots the copied keys
+	// occupy.
+	SlotOverheadBytes int64 `json:"slotOverheadBytes,omitempty"`
 	// ServerBytes is the source's own accounting of the memory its keys
 	// take (MEMORY STATS: allocated memory less startup, clients,
 	// replication, cluster links and scripts), summed over the masters and

@@ -58,13 +58,15 @@ func typeDirection(r *Report) []Finding {
 
 func hfe(r *Report) []Finding {
 	h := r.HashFieldTTL
-	found := h.HashesWithTTL > 0 || h.ServerHashes > 0
-	if !found {
+	// The server's count is of every hash; with a filter, only the sample
+	// says whether the copied hashes have field TTLs.
+	server := h.ServerHashes > 0 && r.Filter == nil
+	if h.HashesWithTTL == 0 && !server {
 		return nil
 	}
 	data := map[string]any{"hashesWithTTL": h.HashesWithTTL, "fieldsWithTTL": h.FieldsWithTTL, "hashesSampled": h.HashesSampled, "serverHashes": h.ServerHashes}
 	what := fmt.Sprintf("%d of %d sampled hashes have field TTLs", h.HashesWithTTL, h.HashesSampled)
-	if h.ServerHashes > 0 {
+	if server {
 		what += fmt.Sprintf(" (the source counts %d such hashes)", h.ServerHashes)
 	}
 	if !h.TargetSupported {
@@ -294,7 +296,7 @@ func memoryFit(r *Report) []Finding {
 
 // neededBytes is the memory the copied data needs: the estimate, or the
 // source's own figure when that is larger and covers exactly the copied
-// databases (all of them).
+// data (every database, no filter).
 func neededBytes(r *Report) int64 {
 	m := r.Memory
 	need := int64(0)
@@ -304,7 +306,7 @@ func neededBytes(r *Report) int64 {
 	if m.Available {
 		need = m.EstimatedBytes
 	}
-	if m.ServerBytes > need && len(copiedDBs(r)) == len(r.Source.Databases) && r.EstimatedKeys == r.Source.Keys {
+	if m.ServerBytes > need && r.Filter == nil && len(copiedDBs(r)) == len(r.Source.Databases) && r.EstimatedKeys == r.Source.Keys {
 		need = m.ServerBytes
 	}
 	return need
@@ -363,6 +365,14 @@ func sampling(r *Report) []Finding {
 		return []Finding{{CategorySampling, Info,
 			fmt.Sprintf("the time budget (%d ms) ran out after %d of %d keys: the figures are extrapolated from a smaller sample", r.Sample.TimeBudgetMs, r.Sample.Sampled, r.Sample.Requested),
 			map[string]any{"sampled": r.Sample.Sampled, "timeBudgetMs": r.Sample.TimeBudgetMs}}}
+	case r.EstimatedKeys == 0 && r.Filter != nil:
+		f := r.Filter
+		msg := fmt.Sprintf("no key of the databases a migration copies matches the filter (%s): there is nothing to move", f.describe())
+		if !r.Sample.Complete {
+			msg = fmt.Sprintf("none of %d keys scanned matches the filter (%s): there is little or nothing to move", f.Scanned, f.describe())
+		}
+		return []Finding{{CategorySampling, Info, msg,
+			map[string]any{"estimatedKeys": 0, "keys": f.Keys, "scanned": f.Scanned, "matched": f.Matched}}}
 	case r.EstimatedKeys == 0:
 		return []Finding{{CategorySampling, Info, "the source holds no keys in the databases a migration copies: there is nothing to move",
 			map[string]any{"estimatedKeys": 0}}}

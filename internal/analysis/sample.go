@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -24,6 +25,10 @@ const (
 	maxExamples = 10
 	// parallelMasters bounds the masters sampled at once.
 	parallelMasters = 4
+	// censusFactor bounds the census of a filtered sample (see
+	// sampleShard): at most this many times the shard's quota of keys are
+	// counted without the filter.
+	censusFactor = 10
 )
 
 // errDenied stops the sampling of a shard whose user may not run a
@@ -34,8 +39,17 @@ var errDenied = errors.New("sampling denied")
 type shardResult struct {
 	sampled  int64
 	complete bool
-	types    map[string]int64
-	ttl      Buckets
+	// With a filter: the census. scanned counts the keys SCAN returned
+	// without the filter, matched the keys it returned with the filter
+	// from the same cursors with the same COUNT (so from the same hash
+	// table buckets).
+	scanned, matched int64
+	// allN and allSum: MEMORY USAGE of census keys whether they match or
+	// not (cluster sources only: see slotOverhead).
+	allN   int64
+	allSum float64
+	types  map[string]int64
+	ttl    Buckets
 
 	memN          int64
 	memSum, memSq float64
@@ -101,6 +115,16 @@ func (a *analyzer) sampleAll(ctx context.Context, s, d *sideData, plan []shardPl
 
 // sampleShard SCANs one shard from cursor 0 until its quota, the end of
 // the shard, or the deadline.
+//
+// With a filter (Options.Match, Options.Type) the SCANs carry the copy's
+// MATCH and TYPE, so the server picks the keys exactly as the copy will.
+// A filtered SCAN does not say how many keys it looked at, so for the
+// share of keys that match, the first pages are SCANned twice in one
+// pipeline, without and with the filter, from the same cursor with the
+// same COUNT: both visit the same hash table buckets, and the unfiltered
+// page counts the keys scanned (the census). The census stops after
+// censusFactor times the quota of keys; the filtered SCAN goes on alone
+// until the quota of matching keys.
 func (a *analyzer) sampleShard(ctx context.Context, s, d *sideData, p shardPlan, deadline time.Time) (shardResult, bool, error) {
 	res := shardResult{types: map[string]int64{}}
 	node, err := s.conn.Node(p.node, p.db)
@@ -113,6 +137,8 @@ func (a *analyzer) sampleShard(ctx context.Context, s, d *sideData, p shardPlan,
 			return res, false, fmt.Errorf("target db %d: %w", p.tdb, err)
 		}
 	}
+	filtered := a.opts.filtered()
+	census := filtered
 	seen := map[string]struct{}{}
 	var cursor uint64
 	truncated := false
@@ -121,17 +147,45 @@ func (a *analyzer) sampleShard(ctx context.Context, s, d *sideData, p shardPlan,
 			return res, true, nil
 		}
 		want := p.quota - int(res.sampled)
-		if err := a.srcLim.wait(ctx, 1); err != nil {
+		count := int64(min(max(want, 10), maxScanCount))
+		if filtered {
+			count = maxScanCount // most of what a filtered SCAN looks at is not returned
+		}
+		census = census && res.scanned < int64(censusFactor*p.quota)
+		cmds := valkey.Commands{a.scan(node, cursor, count, filtered)}
+		if census {
+			cmds = append(cmds, a.scan(node, cursor, count, false))
+		}
+		if err := a.srcLim.wait(ctx, len(cmds)); err != nil {
 			return res, false, err
 		}
-		count := int64(min(max(want, 10), maxScanCount))
-		page, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Count(count).Build()).AsScanEntry()
+		replies := node.DoMulti(ctx, cmds...)
+		page, err := replies[0].AsScanEntry()
 		if err != nil {
 			if isNoPerm(err) {
 				a.deny(s.name, "SCAN")
 				return res, false, nil
 			}
 			return res, false, fmt.Errorf("SCAN: %w", err)
+		}
+		if census {
+			all, err := replies[1].AsScanEntry()
+			switch {
+			case err != nil:
+				return res, false, fmt.Errorf("SCAN: %w", err)
+			case all.Cursor != page.Cursor:
+				// The table was resized between the two: the pages do not
+				// cover the same keys. The census ends here.
+				census = false
+			default:
+				res.scanned += int64(len(all.Elements))
+				res.matched += int64(len(page.Elements))
+				if s.info.Cluster && a.memOK.Load() && res.allN < int64(p.quota) {
+					if err := a.usageOfAll(ctx, node, all.Elements[:min(len(all.Elements), p.quota-int(res.allN))], &res); err != nil {
+						return res, false, err
+					}
+				}
+			}
 		}
 		keys := make([]string, 0, len(page.Elements))
 		for _, k := range page.Elements {
@@ -162,6 +216,52 @@ func (a *analyzer) sampleShard(ctx context.Context, s, d *sideData, p shardPlan,
 		}
 	}
 	return res, false, nil
+}
+
+// usageOfAll adds the MEMORY USAGE of keys, whether they pass the filter
+// or not, to res.allN and res.allSum: what the whole master's keys take,
+// for the per-slot overhead of a cluster (see slotOverhead).
+func (a *analyzer) usageOfAll(ctx context.Context, node valkey.Client, keys []string, res *shardResult) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	cmds := make(valkey.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = node.B().MemoryUsage().Key(k).Build()
+	}
+	if err := a.srcLim.wait(ctx, len(cmds)); err != nil {
+		return err
+	}
+	for _, r := range node.DoMulti(ctx, cmds...) {
+		n, err := r.AsInt64()
+		switch {
+		case err == nil:
+			res.allN++
+			res.allSum += float64(n)
+		case valkey.IsValkeyNil(err): // gone meanwhile
+		default:
+			if _, fatal := a.optional("source", "MEMORY USAGE", err); fatal != nil {
+				return fatal
+			}
+			return nil // the sample's own MEMORY USAGE records the denial
+		}
+	}
+	return nil
+}
+
+// scan builds SCAN cursor [MATCH glob] COUNT count [TYPE type], with the
+// options' filters when filtered is true; the same arguments, in the same
+// order, as the copy's SCAN.
+func (a *analyzer) scan(node valkey.Client, cursor uint64, count int64, filtered bool) valkey.Completed {
+	args := []string{strconv.FormatUint(cursor, 10)}
+	if filtered && a.opts.Match != "" {
+		args = append(args, "MATCH", a.opts.Match)
+	}
+	args = append(args, "COUNT", strconv.FormatInt(count, 10))
+	if filtered && a.opts.Type != "" {
+		args = append(args, "TYPE", a.opts.Type)
+	}
+	return node.B().Arbitrary("SCAN").Args(args...).Build()
 }
 
 // probe looks at one batch of keys with pipelines: TYPE, PTTL and MEMORY
@@ -197,7 +297,7 @@ func (a *analyzer) probe(ctx context.Context, side string, node, target valkey.C
 			}
 			return fmt.Errorf("TYPE: %w", err)
 		}
-		if kind == "none" { // expired or deleted since SCAN
+		if kind == "none" || a.opts.Type != "" && kind != a.opts.Type { // expired, deleted or replaced since SCAN
 			continue
 		}
 		pttl, err := replies[i*per+1].AsInt64()

@@ -176,6 +176,7 @@ func Analyze(d Deps) func(context.Context, phase.AnalyzeInput) (phase.AnalyzeOut
 		defer dst.Close()
 		rep, err := analysis.Analyze(ctx, src, dst, analysis.Options{
 			Sample: in.Options.SampleSize, MaxOps: in.Options.MaxOps, JobID: j.ID, TimeBudget: d.analysisBudget(ctx),
+			Match: j.Options.Match, Type: j.Options.Type, // the copy's filters, as the job record keeps them
 		})
 		if err != nil {
 			return out, err

@@ -80,7 +80,8 @@ func (l *Local) Analyze(ctx context.Context, req AnalyzeRequest) (AnalysisOutcom
 // RunRequest asks for the main local job: analyze, gate, migrate, validate.
 type RunRequest struct {
 	Request
-	// Analysis shapes the analysis step; Request.Options.Force passes the gate.
+	// Analysis shapes the analysis step (its Match and Type are
+	// Request.Options'); Request.Options.Force passes the gate.
 	Analysis analysis.Options
 	// OnAnalysis, if set, receives the report as soon as it is stored,
 	// before the gate (the CLI prints the findings then).
@@ -116,6 +117,8 @@ var ErrValidationFailed = errors.New("validation failed")
 // Options.Force the job ends blocked, with a *analysis.BlockedError that
 // lists them, before anything is written.
 func (l *Local) Run(ctx context.Context, req RunRequest) (RunOutcome, error) {
+	// The analysis describes what the copy copies: the copy's filters.
+	req.Analysis.Match, req.Analysis.Type = req.Options.Match, req.Options.Type
 	if err := req.Analysis.Check(); err != nil {
 		return RunOutcome{}, err
 	}
