@@ -215,7 +215,7 @@ func TestSyncTaskFailures(t *testing.T) {
 		assert.Equal(t, "ConflictError", f.tokens.failed[0][0])
 		assert.Contains(t, f.tokens.failed[0][1], "stopped")
 		j := f.job(t)
-		assert.Equal(t, job.StatusStopped, j.Status)
+		assert.Equal(t, job.StatusCancelled, j.Status)
 		assert.Contains(t, j.Error, "without a cutover")
 	})
 	t.Run("a redis-shake failure fails the token with its class and the job with its reason", func(t *testing.T) {
@@ -239,7 +239,7 @@ func TestSyncTaskFailures(t *testing.T) {
 		_, code := f.start(t)
 		assert.Equal(t, 1, exitCode(t, code))
 		assert.Empty(t, f.tokens.succeeded)
-		assert.Equal(t, job.StatusStopped, f.job(t).Status)
+		assert.Equal(t, job.StatusCancelled, f.job(t).Status)
 	})
 	t.Run("a secret that does not exist fails the job before redis-shake starts", func(t *testing.T) {
 		t.Parallel()

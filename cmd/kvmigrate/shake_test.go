@@ -178,7 +178,7 @@ func TestShakeSyncCtrlC(t *testing.T) {
 		assert.Equal(t, exitInterrupted, run.exit(t), "stderr:\n%s", run.errOut.String())
 		assert.Contains(t, run.errOut.String(), "aborting job "+id)
 		j := shakeJob(t, c, id)
-		assert.Equal(t, job.StatusStopped, j.Status)
+		assert.Equal(t, job.StatusCancelled, j.Status)
 		assert.Contains(t, j.Error, "without a cutover")
 	})
 }

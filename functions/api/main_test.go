@@ -117,7 +117,7 @@ func TestRoutesEveryFixture(t *testing.T) {
 	assert.Equal(t, []string{"arn:aws:states:us-east-1:123456789012:execution:kvmigrate-migration:" + migrationID}, execs.stopped)
 	j, err := store.Get(ctx, migrationID)
 	require.NoError(t, err)
-	assert.Equal(t, job.StatusStopped, j.Status, "stopped by the stop request; the TIMED_OUT event leaves it so")
+	assert.Equal(t, job.StatusCancelled, j.Status, "stopped by the stop request; the TIMED_OUT event leaves it so")
 	assert.False(t, j.ExpireAt.IsZero())
 
 	t.Run("refuses an event it does not know", func(t *testing.T) {

@@ -85,7 +85,7 @@ type Config struct {
 	StuckTimeout time.Duration
 	// Tasks stops a redis-shake job's task on a cutover (redis_shake_sync)
 	// and on a stop (either mode); nil: the task finds the request or the
-	// stopped status in the job record.
+	// cancelled status in the job record.
 	Tasks Tasks
 	// MaxAnalyses and MaxExecutions override the limits above (0: them).
 	MaxAnalyses, MaxExecutions int

@@ -304,7 +304,7 @@ func TestStopsAMigration(t *testing.T) {
 
 	var stopped api.MigrationView
 	s.call(http.MethodPost, "/migrations/"+v.ID+"/stop", map[string]any{"reason": "window closed"}, http.StatusOK, &stopped)
-	assert.Equal(t, job.StatusStopped, stopped.Status)
+	assert.Equal(t, job.StatusCancelled, stopped.Status)
 	assert.Equal(t, "stopped by request: window closed", stopped.Error)
 	assert.False(t, stopped.ExpireAt.IsZero(), "a finished job expires")
 	assert.Equal(t, map[string]string{executionARN + v.ID: "stopped by request: window closed"}, fake.stopped)

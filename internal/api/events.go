@@ -186,7 +186,7 @@ func endOf(d ExecutionStatusChange) (job.Status, string) {
 	}
 	switch d.Status {
 	case ExecutionAborted:
-		return job.StatusStopped, "the execution was stopped" + detail
+		return job.StatusCancelled, "the execution was stopped" + detail
 	case ExecutionTimedOut:
 		return job.StatusFailed, "the execution timed out" + detail
 	}

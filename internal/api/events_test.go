@@ -100,7 +100,7 @@ func TestExecutionStatusChangeEndsTheJob(t *testing.T) {
 		wantError string
 	}{
 		{"a timed-out execution fails its job", job.StatusRunning, "TIMED_OUT", nil, nil, job.StatusFailed, "the execution timed out"},
-		{"an aborted execution stops its job", job.StatusAnalyzing, "ABORTED", nil, "Stopped from the console", job.StatusStopped, "the execution was stopped (Stopped from the console)"},
+		{"an aborted execution stops its job", job.StatusAnalyzing, "ABORTED", nil, "Stopped from the console", job.StatusCancelled, "the execution was stopped (Stopped from the console)"},
 		{"a failed execution fails its job with the cause", job.StatusValidating, "FAILED", "States.Runtime", "An error occurred while executing the state 'RecordFailure'", job.StatusFailed,
 			"the execution failed (States.Runtime: An error occurred while executing the state 'RecordFailure')"},
 		{"a job that has ended is left as it is", job.StatusBlocked, "FAILED", "BlockedError", "blocked", job.StatusBlocked, "blocked by the analysis"},

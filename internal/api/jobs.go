@@ -217,7 +217,7 @@ func (a *API) stopMigration(w http.ResponseWriter, r *http.Request) error {
 	if req.Reason != "" {
 		cause += ": " + req.Reason
 	}
-	j, err = a.cfg.Store.Transition(r.Context(), j.ID, job.StatusStopped, func(j *job.Job) { j.Stage, j.Error = "stopped", cause })
+	j, err = a.cfg.Store.Transition(r.Context(), j.ID, job.StatusCancelled, func(j *job.Job) { j.Stage, j.Error = "stopped", cause })
 	if errors.Is(err, job.ErrConflict) {
 		return &httpError{status: http.StatusConflict, err: fmt.Errorf("migration %s: %w", r.PathValue("id"), err)}
 	}

@@ -164,11 +164,11 @@ func TestStopsARunningMigrationThroughTheAPI(t *testing.T) {
 		return v.Status == job.StatusRunning && v.Counters.Copied > 0
 	})
 	l.call(http.MethodPost, "/migrations/"+v.ID+"/stop", map[string]any{"reason": "test"}, http.StatusOK, &v)
-	assert.Equal(t, job.StatusStopped, v.Status)
+	assert.Equal(t, job.StatusCancelled, v.Status)
 	require.Eventually(t, func() bool { return l.executions.Running() == 0 }, 30*time.Second, 20*time.Millisecond, "the run ends once stopped")
 
 	l.call(http.MethodGet, "/migrations/"+v.ID, nil, http.StatusOK, &v)
-	assert.Equal(t, job.StatusStopped, v.Status, "the run does not overwrite the stop")
+	assert.Equal(t, job.StatusCancelled, v.Status, "the run does not overwrite the stop")
 	assert.Equal(t, "stopped by request: test", v.Error)
 	dst := l.dst.Client(t)
 	size, err := dst.Do(ctx, dst.B().Dbsize().Build()).AsInt64()

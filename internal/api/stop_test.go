@@ -133,10 +133,10 @@ func TestAStopStopsARedisShakeJobsTaskAfterTheJobAndItsExecution(t *testing.T) {
 
 			var got api.MigrationView
 			w.call(http.MethodPost, "/migrations/"+id+"/stop", api.StopRequest{Reason: "window closed"}, http.StatusOK, &got)
-			assert.Equal(t, job.StatusStopped, got.Status)
+			assert.Equal(t, job.StatusCancelled, got.Status)
 			assert.Equal(t, []taskStop{{
 				ARN: taskARN, Reason: "kvmigrate: job " + id + " stopped by request: window closed",
-				JobStatus: job.StatusStopped, ExecutionStopped: true,
+				JobStatus: job.StatusCancelled, ExecutionStopped: true,
 			}}, w.tasks.calls(), "the task is stopped once the stop is recorded and the execution stopped")
 			assert.Len(t, w.log.find(t, "task stopped"), 1)
 		})
@@ -164,7 +164,7 @@ func TestAStopLeavesAloneWhatHasNoTask(t *testing.T) {
 		running(t, s.store, v.ID, string(shake.StageReplicating), job.Progress{})
 		var got api.MigrationView
 		s.call(http.MethodPost, "/migrations/"+v.ID+"/stop", nil, http.StatusOK, &got)
-		assert.Equal(t, job.StatusStopped, got.Status, "the task finds the job stopped")
+		assert.Equal(t, job.StatusCancelled, got.Status, "the task finds the job stopped")
 	})
 }
 
@@ -183,7 +183,7 @@ func TestAStopSucceedsWhenTheTaskCannotBeStopped(t *testing.T) {
 			id := w.runningJob(t, job.ModeRedisShakeSync, true)
 			var got api.MigrationView
 			w.call(http.MethodPost, "/migrations/"+id+"/stop", nil, http.StatusOK, &got)
-			assert.Equal(t, job.StatusStopped, got.Status)
+			assert.Equal(t, job.StatusCancelled, got.Status)
 			require.Len(t, w.tasks.calls(), 1)
 
 			recs := w.log.find(t, c.msg)
@@ -195,7 +195,7 @@ func TestAStopSucceedsWhenTheTaskCannotBeStopped(t *testing.T) {
 
 			stored, err := w.store.Get(context.Background(), id)
 			require.NoError(t, err)
-			assert.Equal(t, job.StatusStopped, stored.Status)
+			assert.Equal(t, job.StatusCancelled, stored.Status)
 			w.call(http.MethodPost, "/migrations", migration(nil), http.StatusAccepted, nil) // its slot was released
 		})
 	}

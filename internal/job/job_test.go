@@ -20,12 +20,12 @@ var update = flag.Bool("update", false, "rewrite testdata golden files")
 func TestValidTransitionFollowsTheTable(t *testing.T) {
 	allowed := map[[2]Status]bool{}
 	for _, p := range [][2]Status{
-		{StatusPending, StatusAnalyzing}, {StatusPending, StatusFailed}, {StatusPending, StatusStopped},
-		{StatusAnalyzing, StatusAnalyzed}, {StatusAnalyzing, StatusBlocked}, {StatusAnalyzing, StatusFailed}, {StatusAnalyzing, StatusStopped},
-		{StatusAnalyzed, StatusRunning}, {StatusAnalyzed, StatusFailed}, {StatusAnalyzed, StatusStopped},
-		{StatusRunning, StatusValidating}, {StatusRunning, StatusSucceeded}, {StatusRunning, StatusPaused}, {StatusRunning, StatusFailed}, {StatusRunning, StatusStopped},
-		{StatusValidating, StatusSucceeded}, {StatusValidating, StatusPaused}, {StatusValidating, StatusFailed}, {StatusValidating, StatusStopped},
-		{StatusPaused, StatusRunning}, {StatusPaused, StatusValidating}, {StatusPaused, StatusFailed}, {StatusPaused, StatusStopped},
+		{StatusPending, StatusAnalyzing}, {StatusPending, StatusFailed}, {StatusPending, StatusCancelled},
+		{StatusAnalyzing, StatusAnalyzed}, {StatusAnalyzing, StatusBlocked}, {StatusAnalyzing, StatusFailed}, {StatusAnalyzing, StatusCancelled},
+		{StatusAnalyzed, StatusRunning}, {StatusAnalyzed, StatusFailed}, {StatusAnalyzed, StatusCancelled},
+		{StatusRunning, StatusValidating}, {StatusRunning, StatusSucceeded}, {StatusRunning, StatusPaused}, {StatusRunning, StatusFailed}, {StatusRunning, StatusCancelled},
+		{StatusValidating, StatusSucceeded}, {StatusValidating, StatusPaused}, {StatusValidating, StatusFailed}, {StatusValidating, StatusCancelled},
+		{StatusPaused, StatusRunning}, {StatusPaused, StatusValidating}, {StatusPaused, StatusFailed}, {StatusPaused, StatusCancelled},
 	} {
 		allowed[p] = true
 	}
@@ -45,7 +45,7 @@ func TestStatusSets(t *testing.T) {
 			terminal = append(terminal, s)
 		}
 	}
-	assert.Equal(t, []Status{StatusSucceeded, StatusFailed, StatusBlocked, StatusStopped}, terminal)
+	assert.Equal(t, []Status{StatusSucceeded, StatusFailed, StatusBlocked, StatusCancelled}, terminal)
 	assert.Len(t, Statuses(), len(transitions), "Statuses lists every status of the table")
 	assert.False(t, Status("done").Valid())
 	assert.False(t, Status("done").Terminal())

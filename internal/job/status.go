@@ -15,7 +15,7 @@ const (
 	StatusSucceeded  Status = "succeeded"  // terminal
 	StatusFailed     Status = "failed"     // terminal; Error says why
 	StatusBlocked    Status = "blocked"    // terminal: blocking findings and no force
-	StatusStopped    Status = "stopped"    // terminal: stopped by a user or an abort
+	StatusCancelled  Status = "cancelled"  // terminal: stopped by a user (stop, Ctrl-C and abort) or an aborted execution
 )
 
 // Allowed transitions. Terminal statuses have none. Kind rules on top
@@ -24,31 +24,31 @@ const (
 //
 //	from        | to
 //	------------+------------------------------------------------------
-//	pending     | analyzing, failed, stopped
-//	analyzing   | analyzed, blocked, failed, stopped
-//	analyzed    | running, failed, stopped             (migration only)
-//	running     | validating, succeeded, paused, failed, stopped
-//	validating  | succeeded, paused, failed, stopped
-//	paused      | running, validating, failed, stopped
-//	succeeded, failed, blocked, stopped | (terminal)
+//	pending     | analyzing, failed, cancelled
+//	analyzing   | analyzed, blocked, failed, cancelled
+//	analyzed    | running, failed, cancelled             (migration only)
+//	running     | validating, succeeded, paused, failed, cancelled
+//	validating  | succeeded, paused, failed, cancelled
+//	paused      | running, validating, failed, cancelled
+//	succeeded, failed, blocked, cancelled | (terminal)
 var transitions = map[Status][]Status{
-	StatusPending:    {StatusAnalyzing, StatusFailed, StatusStopped},
-	StatusAnalyzing:  {StatusAnalyzed, StatusBlocked, StatusFailed, StatusStopped},
-	StatusAnalyzed:   {StatusRunning, StatusFailed, StatusStopped},
-	StatusRunning:    {StatusValidating, StatusSucceeded, StatusPaused, StatusFailed, StatusStopped},
-	StatusValidating: {StatusSucceeded, StatusPaused, StatusFailed, StatusStopped},
-	StatusPaused:     {StatusRunning, StatusValidating, StatusFailed, StatusStopped},
+	StatusPending:    {StatusAnalyzing, StatusFailed, StatusCancelled},
+	StatusAnalyzing:  {StatusAnalyzed, StatusBlocked, StatusFailed, StatusCancelled},
+	StatusAnalyzed:   {StatusRunning, StatusFailed, StatusCancelled},
+	StatusRunning:    {StatusValidating, StatusSucceeded, StatusPaused, StatusFailed, StatusCancelled},
+	StatusValidating: {StatusSucceeded, StatusPaused, StatusFailed, StatusCancelled},
+	StatusPaused:     {StatusRunning, StatusValidating, StatusFailed, StatusCancelled},
 	StatusSucceeded:  nil,
 	StatusFailed:     nil,
 	StatusBlocked:    nil,
-	StatusStopped:    nil,
+	StatusCancelled:  nil,
 }
 
 // Statuses lists every status in lifecycle order.
 func Statuses() []Status {
 	return []Status{
 		StatusPending, StatusAnalyzing, StatusAnalyzed, StatusRunning, StatusValidating,
-		StatusPaused, StatusSucceeded, StatusFailed, StatusBlocked, StatusStopped,
+		StatusPaused, StatusSucceeded, StatusFailed, StatusBlocked, StatusCancelled,
 	}
 }
 
@@ -79,7 +79,7 @@ func ValidTransition(from, to Status) bool {
 // analysisStatuses are the only statuses an analysis job can hold.
 var analysisStatuses = map[Status]bool{
 	StatusPending: true, StatusAnalyzing: true, StatusAnalyzed: true,
-	StatusFailed: true, StatusStopped: true,
+	StatusFailed: true, StatusCancelled: true,
 }
 
 // CanTransition reports whether j may move to status to: the graph allows it

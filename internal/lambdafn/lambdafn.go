@@ -517,7 +517,7 @@ func Revalidate(d Deps) func(ctx context.Context, jobID string) (phase.ValidateO
 			return out, err
 		}
 		switch j.Status {
-		case job.StatusSucceeded, job.StatusFailed, job.StatusStopped, job.StatusPaused:
+		case job.StatusSucceeded, job.StatusFailed, job.StatusCancelled, job.StatusPaused:
 		default:
 			return out, fmt.Errorf("job %s is %s: validate it once its copy has ended: %w", j.ID, j.Status, job.ErrConflict)
 		}

@@ -206,7 +206,7 @@ func TestClassifyNamesDomainErrors(t *testing.T) {
 		{transfer.ErrTopology, "UnsupportedError"},
 		{job.ErrNotFound, "NotFoundError"},
 		{job.ErrConflict, "ConflictError"},
-		{&job.TransitionError{ID: "j1", From: job.StatusStopped, To: job.StatusRunning}, "ConflictError"},
+		{&job.TransitionError{ID: "j1", From: job.StatusCancelled, To: job.StatusRunning}, "ConflictError"},
 		{context.DeadlineExceeded, "TimeoutError"},
 		{errors.New("something else"), "InternalError"},
 	} {

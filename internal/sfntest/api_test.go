@@ -207,7 +207,7 @@ func TestAStopRequestEndsTheExecutionAndTheJob(t *testing.T) {
 
 	var stopped api.MigrationView
 	require.Equal(t, http.StatusOK, w.call(t, http.MethodPost, "/migrations/"+v.ID+"/stop", api.StopRequest{Reason: "maintenance window over"}, &stopped))
-	assert.Equal(t, job.StatusStopped, stopped.Status)
+	assert.Equal(t, job.StatusCancelled, stopped.Status)
 
 	res := wait(t, e)
 	chunks.release()
@@ -226,7 +226,7 @@ func TestAStopRequestEndsTheExecutionAndTheJob(t *testing.T) {
 
 	var got api.MigrationView
 	require.Equal(t, http.StatusOK, w.call(t, http.MethodGet, "/migrations/"+v.ID, nil, &got))
-	assert.Equal(t, job.StatusStopped, got.Status)
+	assert.Equal(t, job.StatusCancelled, got.Status)
 	assert.Contains(t, got.Error, "maintenance window over")
 	assert.False(t, got.FinishedAt.IsZero())
 	assert.True(t, slotFree(t, w.store), "the stopped job's slot is released")

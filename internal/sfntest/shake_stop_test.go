@@ -39,7 +39,7 @@ func TestShakeSyncStopThroughTheAPIStopsTheTask(t *testing.T) {
 
 	var stopped api.MigrationView
 	require.Equal(t, http.StatusOK, w.call(t, http.MethodPost, "/migrations/"+v.ID+"/stop", api.StopRequest{Reason: "maintenance window over"}, &stopped))
-	assert.Equal(t, job.StatusStopped, stopped.Status)
+	assert.Equal(t, job.StatusCancelled, stopped.Status)
 
 	res := wait(t, ex)
 	assert.Equal(t, sfntest.StatusAborted, res.Status, ex.History())
@@ -57,7 +57,7 @@ func TestShakeSyncStopThroughTheAPIStopsTheTask(t *testing.T) {
 	assert.Empty(t, tokenCalls(w.h, "SendTaskSuccess"), "a stop is not a cutover")
 
 	got = w.get(t, v.ID)
-	assert.Equal(t, job.StatusStopped, got.Status, "the task leaves the job stopped")
+	assert.Equal(t, job.StatusCancelled, got.Status, "the task leaves the job stopped")
 	assert.Contains(t, got.Error, "maintenance window over")
 	assert.Empty(t, got.Request)
 	assert.True(t, slotFree(t, w.store), "the stopped job's slot is released")

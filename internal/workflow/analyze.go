@@ -214,7 +214,7 @@ func (l *Local) endAnalysis(ctx context.Context, id string, cause error) (Outcom
 	case errors.Is(cause, analysis.ErrBlocked):
 		to = job.StatusBlocked
 	case ctx.Err() != nil:
-		to = job.StatusStopped
+		to = job.StatusCancelled
 		cause = fmt.Errorf("interrupted during the analysis: %w", cause)
 	}
 	j := l.finish(ctx, id, to, cause)

@@ -247,7 +247,7 @@ func TestRunInterruptedDuringTheAnalysisIsStopped(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	j, err := store.Get(ctx, out.Job.ID)
 	require.NoError(t, err)
-	assert.Equal(t, job.StatusStopped, j.Status)
+	assert.Equal(t, job.StatusCancelled, j.Status)
 	assert.True(t, strings.Contains(j.Error, "analysis"), j.Error)
 	assert.Zero(t, dbsize(t, dst))
 }

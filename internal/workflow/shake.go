@@ -341,7 +341,7 @@ func (l *Local) shake(ctx context.Context, id string, req Request, sinfo, dinfo 
 		if ctx.Err() != nil {
 			end = errors.Join(ErrStopped, ctx.Err())
 		}
-		out.Job = l.end(bg, id, job.StatusStopped, "stopped", msg, res.Status)
+		out.Job = l.end(bg, id, job.StatusCancelled, "stopped", msg, res.Status)
 	default:
 		out.End, end = ShakeFailed, werr
 		out.Job = l.end(bg, id, job.StatusFailed, string(shake.StageFailed), endpoint.Redact(shake.Sanitize(werr.Error())), res.Status)
@@ -358,7 +358,7 @@ func (l *Local) shake(ctx context.Context, id string, req Request, sinfo, dinfo 
 // was cancelled (the caller stopped the run), failed with err otherwise.
 func (l *Local) notStarted(ctx context.Context, id string, err error) (ShakeOutcome, error) {
 	if ctx.Err() != nil {
-		j := l.finish(ctx, id, job.StatusStopped, fmt.Errorf("stopped before redis-shake started: %w", err))
+		j := l.finish(ctx, id, job.StatusCancelled, fmt.Errorf("stopped before redis-shake started: %w", err))
 		return ShakeOutcome{Job: j, End: ShakeStopped}, errors.Join(ErrStopped, err)
 	}
 	o, err := l.failed(ctx, id, err)

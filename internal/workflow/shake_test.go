@@ -237,7 +237,7 @@ func TestShakeSyncStopRequestEndsTheJobStopped(t *testing.T) {
 
 	r := <-done
 	require.ErrorIs(t, r.err, workflow.ErrStopped)
-	assert.Equal(t, job.StatusStopped, r.out.Job.Status)
+	assert.Equal(t, job.StatusCancelled, r.out.Job.Status)
 	assert.Contains(t, r.out.Job.Error, "without a cutover")
 	assert.NotContains(t, store.of(j.ID), job.StatusValidating)
 	assert.Equal(t, []workflow.ShakeEnd{workflow.ShakeStopped}, w.ended)
@@ -281,7 +281,7 @@ func TestShakeScanInterruptedEndsStopped(t *testing.T) {
 	r := <-done
 	require.ErrorIs(t, r.err, context.Canceled)
 	assert.ErrorIs(t, r.err, workflow.ErrStopped)
-	assert.Equal(t, job.StatusStopped, r.out.Job.Status)
+	assert.Equal(t, job.StatusCancelled, r.out.Job.Status)
 	assert.Contains(t, r.out.Job.Error, "cannot resume")
 }
 

@@ -295,7 +295,7 @@ func testInvalidTransitions(t *testing.T, s job.Store) {
 		{nil, job.StatusSucceeded},
 		{[]job.Status{job.StatusAnalyzing, job.StatusBlocked}, job.StatusRunning},
 		{[]job.Status{job.StatusAnalyzing, job.StatusAnalyzed, job.StatusRunning, job.StatusSucceeded}, job.StatusFailed},
-		{[]job.Status{job.StatusStopped}, job.StatusAnalyzing},
+		{[]job.Status{job.StatusCancelled}, job.StatusAnalyzing},
 		{[]job.Status{job.StatusFailed}, job.StatusFailed},
 		{nil, "finished"},
 	}
@@ -376,10 +376,10 @@ func testUpdate(t *testing.T, s job.Store) {
 	assert.Equal(t, "arn:aws:ecs:eu-west-1:123456789012:task/kvmigrate/abc", stored.TaskARN)
 
 	// A finished job can still be annotated.
-	advance(t, s, j.ID, job.StatusStopped)
+	advance(t, s, j.ID, job.StatusCancelled)
 	got, err = s.Update(ctx, j.ID, func(u *job.Job) { u.Stage = "task stopped" })
 	require.NoError(t, err)
-	assert.Equal(t, job.StatusStopped, got.Status)
+	assert.Equal(t, job.StatusCancelled, got.Status)
 	assert.Equal(t, "task stopped", got.Stage)
 }
 
