@@ -204,7 +204,8 @@ type Chunk struct {
 
 // Limits bound one chunk: it stops scanning at Deadline or after MaxKeys
 // keys, whichever comes first (zero: no bound), and finishes the keys it
-// already scanned.
+// already scanned. The first SCAN page is always copied, even past the
+// Deadline, so that every chunk moves its shard on.
 type Limits struct {
 	Deadline time.Time
 	MaxKeys  int
@@ -290,7 +291,10 @@ func (c *Copier) CopyChunk(ctx context.Context, ch Chunk, lim Limits) (Result, e
 	}
 	started := false
 	for {
-		if ctx.Err() != nil || (!lim.Deadline.IsZero() && time.Now().After(lim.Deadline)) ||
+		// The deadline bounds the pages after the first: a chunk always
+		// moves its shard on by at least one page, however late it began
+		// (a slow start must not make a loop of chunks that never advance).
+		if ctx.Err() != nil || (started && !lim.Deadline.IsZero() && time.Now().After(lim.Deadline)) ||
 			(lim.MaxKeys > 0 && res.Scanned >= int64(lim.MaxKeys)) {
 			break
 		}

@@ -868,3 +868,32 @@ func TestAnACLThatDeniesDUMPOrRESTOREFallsBackToTypeCommands(t *testing.T) {
 		}
 	}
 }
+
+// A chunk that begins after its deadline (a slow start, a loaded machine)
+// still copies one page: a loop of such chunks always advances.
+func TestAChunkThatBeginsPastItsDeadlineStillMovesOnByOnePage(t *testing.T) {
+	r := newRig(t, "redis-7.0", "valkey-8.0")
+	ctx := context.Background()
+	var cmds valkey.Commands
+	for i := range 3000 {
+		cmds = append(cmds, r.sc.B().Set().Key(fmt.Sprintf("k:%d", i)).Value("v").Build())
+	}
+	do(t, r.sc, cmds...)
+	c := r.copier(t, transfer.Options{})
+	ch := r.chunk()
+	var copied int64
+	for chunks := 1; ; chunks++ {
+		res, err := c.CopyChunk(ctx, ch, transfer.Limits{Deadline: time.Now().Add(-time.Second)})
+		require.NoError(t, err)
+		require.Positive(t, res.Scanned, "chunk %d scanned nothing", chunks)
+		copied += res.Counters.Copied
+		if res.Done {
+			break
+		}
+		require.NotEqual(t, "0", res.Cursor)
+		require.Less(t, chunks, 3000/100, "chunks of about one page each")
+		ch = res.Chunk
+	}
+	assert.EqualValues(t, 3000, copied)
+	assert.Len(t, keys(t, r.dc, "k:*"), 3000)
+}
