@@ -4,7 +4,7 @@ GO ?= go
 ENGINES := $(CURDIR)/.engines
 export KVMIGRATE_ENGINES := $(ENGINES)
 
-.PHONY: demo test test-deps engines build lint lint-aws bench clean localstack-demo
+.PHONY: demo test test-deps engines build lint lint-aws bench bench-cluster clean localstack-demo
 
 ## demo: install engines, start a local source and target, seed every type, migrate, print the result
 demo: engines build
@@ -39,6 +39,11 @@ localstack-demo: build
 
 bench: engines build
 	./bench/run.sh
+
+## bench-cluster: 3-master Redis 7.0 cluster -> 3-master Valkey 8.0 cluster vs standalone (BENCHMARKS.md;
+## results in bench/out/cluster/)
+bench-cluster: engines build
+	BENCH_PARTS=cluster BENCH_OUT=$${BENCH_OUT:-bench/out/cluster} ./bench/run.sh
 
 clean:
 	rm -rf bin
