@@ -16,6 +16,7 @@ import (
 	"github.com/kvmigrate/kvmigrate/internal/analysis"
 	"github.com/kvmigrate/kvmigrate/internal/job"
 	"github.com/kvmigrate/kvmigrate/internal/kvtest"
+	"github.com/kvmigrate/kvmigrate/internal/validation"
 )
 
 // do runs one command and fails the test on an error reply.
@@ -120,7 +121,7 @@ func TestFiltersShapeTheGateAndBlockedExitsThree(t *testing.T) {
 	})
 
 	t.Run("run --match --type analyzes what it copies, passes the gate and copies the hashes", func(t *testing.T) {
-		out, errOut, code := c.run("run", "--source", src.URL(), "--target", dst.URL(), "--match", "user:*", "--type", "hash", "--no-validate", "--json")
+		out, errOut, code := c.run("run", "--source", src.URL(), "--target", dst.URL(), "--match", "user:*", "--type", "hash", "--json")
 		require.Equal(t, exitOK, code, "%s\n%s", out, errOut)
 		var r runResult
 		require.NoError(t, json.Unmarshal([]byte(out), &r), out)
@@ -133,6 +134,96 @@ func TestFiltersShapeTheGateAndBlockedExitsThree(t *testing.T) {
 		assert.False(t, r.Analysis.Blocking)
 		assert.EqualValues(t, 200, r.Job.Counters.Copied)
 		assert.EqualValues(t, 200, dbsize(t, dc))
+		require.NotNil(t, r.Validation, "the copy is validated")
+		assert.True(t, r.Validation.Passed, "%+v", r.Validation.Issues)
+		assert.Equal(t, &validation.Filter{Match: "user:*", Type: "hash"}, r.Validation.Filter, "on the keys the copy selects")
+		assert.Empty(t, r.Validation.Issues)
+		require.Len(t, r.Validation.KeyCounts, 1)
+		assert.EqualValues(t, 200, r.Validation.KeyCounts[0].Source, "the source's keys that the filter selects")
+		assert.EqualValues(t, 200, r.Validation.KeyCounts[0].Target)
+	})
+}
+
+// run --match copies 50 of 100 keys of five types and validates those 50;
+// validate takes the same filters.
+func TestRunAndValidateWithAMatchFilter(t *testing.T) {
+	ctx := context.Background()
+	src := kvtest.StartServer(t, kvtest.Require(t, "redis-7.0"))
+	dst := kvtest.StartServer(t, kvtest.Require(t, "valkey-8.1"))
+	sc, dc := src.Client(t), dst.Client(t)
+	var cmds valkey.Commands
+	for _, prefix := range []string{"user:", "other:"} {
+		for i := range 50 {
+			n := strconv.Itoa(i)
+			b := sc.B()
+			switch i % 5 {
+			case 0:
+				cmds = append(cmds, b.Set().Key(prefix+"string:"+n).Value("v"+n).Build())
+			case 1:
+				cmds = append(cmds, b.Hset().Key(prefix+"hash:"+n).FieldValue().FieldValue("f", "v"+n).Build())
+			case 2:
+				cmds = append(cmds, b.Rpush().Key(prefix+"list:"+n).Element("v"+n, "x").Build())
+			case 3:
+				cmds = append(cmds, b.Sadd().Key(prefix+"set:"+n).Member("v"+n, "m").Build())
+			case 4:
+				cmds = append(cmds, b.Zadd().Key(prefix+"zset:"+n).ScoreMember().ScoreMember(1, "v"+n).Build())
+			}
+		}
+	}
+	for _, r := range sc.DoMulti(ctx, cmds...) {
+		require.NoError(t, r.Error())
+	}
+	c := newCLI(t)
+	validate := func(args ...string) (validation.Report, string, int) {
+		t.Helper()
+		out, errOut, code := c.run(append([]string{"validate", "--source", src.URL(), "--target", dst.URL(), "--json"}, args...)...)
+		var rep validation.Report
+		require.NoError(t, json.Unmarshal([]byte(out), &rep), "%s\n%s", out, errOut)
+		return rep, errOut, code
+	}
+
+	out, errOut, code := c.run("run", "--source", src.URL(), "--target", dst.URL(), "--match", "user:*", "--sample", "1000")
+	require.Equal(t, exitOK, code, "%s\n%s", out, errOut)
+	assert.Contains(t, out, "validation PASSED")
+	assert.Contains(t, out, `key counts of the keys the filter selects (--match "user:*"; SCAN of every master, not DBSIZE)`)
+	assert.Contains(t, out, "sample (every key, matching keys only): 50 source keys")
+	assert.EqualValues(t, 50, dbsize(t, dc), "the copy took the matching keys")
+
+	t.Run("validate --match passes; without it the keys left out are missing", func(t *testing.T) {
+		rep, errOut, code := validate("--match", "user:*")
+		require.Equal(t, exitOK, code, errOut)
+		assert.True(t, rep.Passed)
+		assert.Equal(t, &validation.Filter{Match: "user:*"}, rep.Filter)
+		assert.Equal(t, []int64{50, 50}, []int64{rep.KeyCounts[0].Source, rep.KeyCounts[0].Target})
+
+		rep, _, code = validate()
+		assert.Equal(t, exitFailed, code)
+		assert.False(t, rep.Passed)
+		assert.Nil(t, rep.Filter)
+		assert.Equal(t, []int64{100, 50}, []int64{rep.KeyCounts[0].Source, rep.KeyCounts[0].Target})
+	})
+
+	t.Run("validate --match --type hash checks the hashes among them", func(t *testing.T) {
+		rep, errOut, code := validate("--match", "user:*", "--type", "hash")
+		require.Equal(t, exitOK, code, errOut)
+		assert.Equal(t, []int64{10, 10}, []int64{rep.KeyCounts[0].Source, rep.KeyCounts[0].Target})
+		assert.Equal(t, 10, rep.Sample.Sampled)
+	})
+
+	t.Run("a bad --type is bad input: exit 2", func(t *testing.T) {
+		_, errOut, code := c.run("validate", "--source", src.URL(), "--target", dst.URL(), "--type", "document")
+		assert.Equal(t, exitUsage, code)
+		assert.Contains(t, errOut, "--type")
+	})
+
+	t.Run("a damaged matching key fails validate --match: exit 1", func(t *testing.T) {
+		do(t, dc, "SADD", "user:set:3", "intruder")
+		do(t, dc, "SET", "other:string:0", "not the source's") // left out by the filter: no issue
+		rep, _, code := validate("--match", "user:*")
+		assert.Equal(t, exitFailed, code)
+		require.Len(t, rep.Issues, 1)
+		assert.Equal(t, validation.IssueLength, rep.Issues[0].Kind)
+		assert.Equal(t, "user:set:3", rep.Issues[0].Key)
 	})
 }
 

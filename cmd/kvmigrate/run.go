@@ -37,7 +37,9 @@ The analysis report is kept with the job. A refused job ends "blocked" and
 nothing is written to the target. Ctrl-C during the copy leaves the job
 paused: kvmigrate resume JOB. The migrate flags apply to the copy; --max-ops
 also limits the analysis, and --match/--type shape it too: it describes
-(and gates on) the keys the copy selects.
+(and gates on) the keys the copy selects. They shape the validation as
+well: it checks the keys they select on both sides (kvmigrate validate
+--match/--type), so keys the copy left out are neither missing nor extra.
 
 Exit codes: 0 the job succeeded; 1 it failed (keys failed, the validation
 found differences, or an error); 2 bad input, nothing done; 3 refused by

@@ -21,12 +21,13 @@ var errNotValid = errors.New("validation failed")
 func (a *app) validateCmd() *cobra.Command {
 	var f struct {
 		source, target string
+		match, typ     string
 		sample         int
 		budget, ttlTol time.Duration
 		json, redact   bool
 	}
 	cmd := &cobra.Command{
-		Use:   "validate --source URL --target URL",
+		Use:   "validate --source URL --target URL [--match GLOB] [--type TYPE]",
 		Short: "Check the target against the source: key counts, sampled values and TTLs",
 		Long: `Check, without writing anything, that the target holds what the source holds:
 
@@ -36,6 +37,12 @@ func (a *app) validateCmd() *cobra.Command {
     digest streamed from both sides above that, within --budget (keys left
     when it runs out are listed as compared by count only);
   - a sample of target keys looked up on the source (keys only on the target).
+
+With --match and/or --type (the filters of a migrate or run that copied
+only some keys) only the keys they select are checked, on both sides: the
+key counts are those of a SCAN with that MATCH and TYPE over every master
+and database instead of DBSIZE, the samples hold matching keys only, and a
+target key the filter does not select is not an extra one.
 
 Passes when no difference is found and the key counts differ by less than
 1 %. Exit codes: 0 passed, 1 failed (or an error), 2 bad input.
@@ -53,6 +60,9 @@ only, source db → target db).`,
 			if f.budget <= 0 || f.ttlTol <= 0 {
 				return usageError{errors.New("--budget and --ttl-tolerance must be positive durations, e.g. 30s")}
 			}
+			if err := (validation.Options{Type: f.typ}).Check(); err != nil {
+				return usageError{fmt.Errorf("--type: %w", err)}
+			}
 			ctx := cmd.Context()
 			sc, err := endpoint.Dial(ctx, src)
 			if err != nil {
@@ -66,7 +76,7 @@ only, source db → target db).`,
 			defer dc.Close()
 
 			o := validation.Options{Sample: f.sample, Budget: f.budget, TTLTolerance: f.ttlTol,
-				RedactKeys: f.redact, Log: a.logger()}
+				RedactKeys: f.redact, Match: f.match, Type: f.typ, Log: a.logger()}
 			if src.DB != 0 || dst.DB != 0 { // as migrate does: one database, source → target
 				o.DBs = []int{src.DB}
 				o.TargetDB = func(int) int { return dst.DB }
@@ -93,6 +103,8 @@ only, source db → target db).`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.source, "source", "", "source URL (password: $KVMIGRATE_SOURCE_PASSWORD)")
 	fl.StringVar(&f.target, "target", "", "target URL (password: $KVMIGRATE_TARGET_PASSWORD)")
+	fl.StringVar(&f.match, "match", "", "check only the keys matching this SCAN MATCH glob (the copy's --match)")
+	fl.StringVar(&f.typ, "type", "", "check only the keys of this type (the copy's --type): "+strings.Join(validation.FilterTypes, ", "))
 	fl.IntVar(&f.sample, "sample", validation.DefaultSample, "source keys to compare (all of them when the source has no more)")
 	fl.DurationVar(&f.budget, "budget", validation.DefaultBudget, "time for the streamed digests of big keys")
 	fl.DurationVar(&f.ttlTol, "ttl-tolerance", validation.DefaultTTLTolerance, "how far source and target expiry times may differ")
@@ -130,7 +142,11 @@ func renderValidation(w io.Writer, source, target string, rep validation.Report)
 	fmt.Fprintf(w, "  source  %s  (%s)\n", source, sideText(rep.Source))
 	fmt.Fprintf(w, "  target  %s  (%s)\n", target, sideText(rep.Target))
 
-	fmt.Fprintln(w, "\nkey counts")
+	if rep.Filter != nil {
+		fmt.Fprintf(w, "\nkey counts of the keys the filter selects (%s; SCAN of every master, not DBSIZE)\n", rep.Filter)
+	} else {
+		fmt.Fprintln(w, "\nkey counts")
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\tDB\tSOURCE\tTARGET\tDIFF\t")
 	for _, c := range rep.KeyCounts {
@@ -152,6 +168,9 @@ func renderValidation(w io.Writer, source, target string, rep validation.Report)
 	how := "sampled"
 	if s.Exhaustive {
 		how = "every key"
+	}
+	if rep.Filter != nil {
+		how += ", matching keys only"
 	}
 	fmt.Fprintf(w, "\nsample (%s): %d source keys: %d compared in full, %d by digest, %d by count only",
 		how, s.Sampled, s.Full, s.Digest, s.CountOnly)

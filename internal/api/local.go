@@ -93,7 +93,7 @@ func (l *LocalExecutions) Start(_ context.Context, jobID string, in phase.Execut
 func (l *LocalExecutions) run(ctx context.Context, id string, in phase.Execution, src, dst endpoint.Endpoint) {
 	w := &workflow.Local{Store: l.store, Log: l.log}
 	o := in.Options
-	aopts := analysis.Options{Sample: o.SampleSize, MaxOps: o.MaxOps}
+	aopts := analysis.Options{Sample: o.SampleSize, MaxOps: o.MaxOps, Match: o.Match, Type: o.Type}
 	kind := job.KindMigration
 	var err error
 	if o.AnalysisOnly {

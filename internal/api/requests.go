@@ -44,10 +44,14 @@ type MigrationRequest struct {
 	Options MigrationOptions `json:"options"`
 }
 
-// AnalysisOptions are the options of an analysis request.
+// AnalysisOptions are the options of an analysis request. Match and Type
+// are a migration's filters: the analysis describes the keys such a
+// migration would copy.
 type AnalysisOptions struct {
-	SampleSize int `json:"sampleSize,omitempty"`
-	MaxOps     int `json:"maxOps,omitempty"`
+	SampleSize int    `json:"sampleSize,omitempty"`
+	MaxOps     int    `json:"maxOps,omitempty"`
+	Match      string `json:"match,omitempty"` // SCAN MATCH glob
+	Type       string `json:"type,omitempty"`  // SCAN TYPE filter
 }
 
 // AnalysisRequest is the body of POST /analyses.
@@ -75,9 +79,10 @@ func (req MigrationRequest) input(id, secretPrefix string) (phase.AnalyzeInput, 
 // input checks an analysis request and returns the execution input of
 // job id.
 func (req AnalysisRequest) input(id, secretPrefix string) (phase.AnalyzeInput, error) {
+	o := req.Options
 	in := phase.AnalyzeInput{
 		JobID:   id,
-		Options: phase.Options{AnalysisOnly: true, SampleSize: req.Options.SampleSize, MaxOps: req.Options.MaxOps},
+		Options: phase.Options{AnalysisOnly: true, SampleSize: o.SampleSize, MaxOps: o.MaxOps, Match: o.Match, Type: o.Type},
 	}
 	return in, endpoints(&in, req.Source, req.Target, secretPrefix, nil)
 }

@@ -109,6 +109,10 @@ type AnalysisSummary struct {
 type ValidationSummary struct {
 	Passed                 bool    `json:"passed"`
 	KeyCountDiscrepancyPct float64 `json:"keyCountDiscrepancyPct"`
+	// Filter is the copy filter the validation honoured (the job's
+	// match/type): the key counts are of the keys it selects. Absent:
+	// every key.
+	Filter *validation.Filter `json:"filter,omitempty"`
 	// IssueCount counts every issue; Issues lists the first maxIssues.
 	IssueCount int                `json:"issueCount"`
 	Issues     []validation.Issue `json:"issues"`
@@ -163,7 +167,7 @@ func (a *API) migration(ctx context.Context, j job.Job) (MigrationView, error) {
 	}
 	if vrep != nil {
 		s := &ValidationSummary{
-			Passed: vrep.Passed, KeyCountDiscrepancyPct: vrep.KeyCountDiscrepancyPct,
+			Passed: vrep.Passed, KeyCountDiscrepancyPct: vrep.KeyCountDiscrepancyPct, Filter: vrep.Filter,
 			IssueCount: len(vrep.Issues) + vrep.IssuesOmitted, Issues: vrep.Issues[:min(len(vrep.Issues), maxIssues)],
 			CountOnly: len(vrep.CountOnly), Sampled: vrep.Sample.Sampled, ValidatedAt: vrep.StartedAt,
 		}

@@ -11,7 +11,8 @@ import (
 
 // count sets the database pairs and counts every database on every master
 // of both sides with DBSIZE (a cluster's count is the sum over its
-// masters, never one node's), then the discrepancy.
+// masters, never one node's), then the discrepancy. With a filter, the
+// counts are those of the filtered SCAN passes (see filter.go).
 func (v *run) count(ctx context.Context, sinfo, dinfo topology.Info) error {
 	dbs := v.o.DBs
 	if dbs == nil {
@@ -33,12 +34,17 @@ func (v *run) count(ctx context.Context, sinfo, dinfo topology.Info) error {
 		p.noTarget = dinfo.Cluster && p.dst != 0
 		v.pairs = append(v.pairs, p)
 	}
+	if v.o.filtered() {
+		if err := v.scanFiltered(ctx); err != nil {
+			return err
+		}
+	}
 
 	var diff, total int64
 	for _, p := range v.pairs {
 		c := DBCount{SourceDB: p.src, TargetDB: p.dst, SourceMasters: []MasterCount{}, TargetMasters: []MasterCount{}}
 		for _, addr := range v.smasters {
-			n, err := dbsize(ctx, v.src, addr, p.src)
+			n, err := v.keys(ctx, v.src, shardID{addr: addr, db: p.src})
 			if err != nil {
 				return fmt.Errorf("source: %w", err)
 			}
@@ -47,7 +53,7 @@ func (v *run) count(ctx context.Context, sinfo, dinfo topology.Info) error {
 		}
 		if !p.noTarget {
 			for _, addr := range v.dmasters {
-				n, err := dbsize(ctx, v.dst, addr, p.dst)
+				n, err := v.keys(ctx, v.dst, shardID{target: true, addr: addr, db: p.dst})
 				if err != nil {
 					return fmt.Errorf("target: %w", err)
 				}
@@ -66,22 +72,30 @@ func (v *run) count(ctx context.Context, sinfo, dinfo topology.Info) error {
 		switch {
 		case p.noTarget && c.Source > 0:
 			v.issue(Issue{Kind: IssueKeyCount, DB: p.src, Detail: fmt.Sprintf(
-				"%d keys in source database %d, which maps to target database %d: the target is a cluster, which has only database 0",
-				c.Source, p.src, p.dst)})
+				"%d %s in source database %d, which maps to target database %d: the target is a cluster, which has only database 0",
+				c.Source, v.counted(), p.src, p.dst)})
 		case c.Source != c.Target && v.rep.KeyCountDiscrepancyPct >= MaxDiscrepancyPct:
-			v.issue(Issue{Kind: IssueKeyCount, DB: p.src, Detail: countDetail(c)})
+			v.issue(Issue{Kind: IssueKeyCount, DB: p.src, Detail: countDetail(c, v.counted())})
 		}
 	}
 	return nil
 }
 
-func countDetail(c DBCount) string {
+// counted names what the key counts count.
+func (v *run) counted() string {
+	if v.o.filtered() {
+		return "matching keys"
+	}
+	return "keys"
+}
+
+func countDetail(c DBCount, counted string) string {
 	d := c.Target - c.Source
 	what := "missing on the target"
 	if d > 0 {
 		what = "more on the target"
 	}
-	s := fmt.Sprintf("%d keys on the source, %d on the target (%d %s)", c.Source, c.Target, abs(d), what)
+	s := fmt.Sprintf("%d %s on the source, %d on the target (%d %s)", c.Source, counted, c.Target, abs(d), what)
 	if c.SourceDB != c.TargetDB {
 		s = fmt.Sprintf("source db %d → target db %d: %s", c.SourceDB, c.TargetDB, s)
 	}
@@ -97,6 +111,15 @@ func discrepancy(diff, total int64) float64 {
 		return 100
 	}
 	return math.Round(float64(diff)/float64(total)*100*1e4) / 1e4
+}
+
+// keys is the key count of one shard: its filtered pass's with a filter,
+// else DBSIZE.
+func (v *run) keys(ctx context.Context, c Conn, id shardID) (int64, error) {
+	if v.passes != nil {
+		return v.passes[id].keys, nil
+	}
+	return dbsize(ctx, c, id.addr, id.db)
 }
 
 func dbsize(ctx context.Context, c Conn, addr string, db int) (int64, error) {

@@ -16,6 +16,8 @@ import (
 // holds any. A shard (master × database) asked for at least as many keys
 // as it holds is read whole with SCAN; otherwise keys are drawn with
 // pipelined RANDOMKEY on that node, de-duplicated, for a few rounds.
+// With a filter, the key counts are the matching keys', and each shard's
+// keys come from the sample its filtered pass kept (see filter.go).
 const (
 	scanCount   = 1000
 	drawFactor  = 4
@@ -125,9 +127,12 @@ func (v *run) draw(ctx context.Context, c Conn, target bool, want int) ([]sample
 			return nil, false, fmt.Errorf("%s: %w", sideName, err)
 		}
 		var keys []string
-		if quota[i] >= s.keys {
+		switch {
+		case v.passes != nil:
+			keys = v.passes[shardID{target: target, addr: s.addr, db: s.db}].take(quota[i])
+		case quota[i] >= s.keys:
 			keys, err = scanAll(ctx, node)
-		} else {
+		default:
 			keys, err = randomKeys(ctx, node, int(quota[i]))
 		}
 		if err != nil {

@@ -6,6 +6,9 @@
 // time budget — and, optionally, the target's load figures against
 // snapshots taken before the migration.
 //
+// With the copy's filters (Options.Match, Options.Type) only the keys
+// they select are validated, on both sides: see filter.go.
+//
 // Run is the phase-3 core that the validate Lambda, the local workflow and
 // `kvmigrate validate` call. Every command it sends is a read (INFO,
 // DBSIZE, RANDOMKEY, SCAN, TYPE, PTTL, the length and range reads of each
@@ -94,6 +97,15 @@ type Options struct {
 	RedactKeys bool
 	// MaxIssues caps Report.Issues (DefaultMaxIssues when 0).
 	MaxIssues int
+	// Match and Type are the copy's filters (kvmigrate --match, --type): a
+	// SCAN MATCH glob and one of FilterTypes. With either, only the keys
+	// they select are validated, on both sides: the key counts are those
+	// of a filtered SCAN of every master and database (DBSIZE would count
+	// every key), the samples are drawn from those keys only, and a key on
+	// the target that the filter does not select is not an extra one.
+	// "" (or a Match of "*") filters nothing.
+	Match string
+	Type  string
 	// Baseline, when set, compares the target's load figures after the
 	// migration with the snapshots taken before it.
 	Baseline *BaselineCheck
@@ -129,6 +141,9 @@ func (o Options) withDefaults() Options {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	if o.Match == "*" {
+		o.Match = ""
+	}
 	return o
 }
 
@@ -142,7 +157,13 @@ type Report struct {
 	KeyCountDiscrepancyPct float64 `json:"keyCountDiscrepancyPct"`
 	Source                 Side    `json:"source"`
 	Target                 Side    `json:"target"`
-	// KeyCounts are the exact counts (DBSIZE on every master) per database.
+	// Filter, when set, is the copy filter the validation was run with:
+	// KeyCounts (and the discrepancy) count the keys it selects on each
+	// side, and the samples hold such keys only. Absent: every key.
+	Filter *Filter `json:"filter,omitempty"`
+	// KeyCounts are the exact counts per database, summed over every
+	// master: DBSIZE, or with a Filter the keys a SCAN MATCH/TYPE pass
+	// returned.
 	KeyCounts []DBCount   `json:"keyCounts"`
 	Sample    SampleStats `json:"sample"`
 	// CountOnly lists the keys compared by type, TTL and element count
@@ -178,7 +199,8 @@ type DBCount struct {
 	TargetMasters []MasterCount `json:"targetMasters"`
 }
 
-// MasterCount is DBSIZE on one master.
+// MasterCount is the key count of one master: DBSIZE, or with a filter
+// the distinct keys its filtered SCAN returned.
 type MasterCount struct {
 	Addr string `json:"addr"`
 	Keys int64  `json:"keys"`
@@ -189,8 +211,9 @@ type SampleStats struct {
 	// Requested is Options.Sample; Sampled the distinct source keys drawn.
 	Requested int `json:"requested"`
 	Sampled   int `json:"sampled"`
-	// Exhaustive: the source held no more keys than requested, so every
-	// key was compared (SCAN instead of RANDOMKEY).
+	// Exhaustive: the source held no more keys than requested (with a
+	// filter: matching keys), so every such key was compared (SCAN
+	// instead of RANDOMKEY).
 	Exhaustive bool `json:"exhaustive"`
 	// Vanished: sampled keys gone from the source (or expiring on both
 	// sides) by the time they were compared; not issues.
@@ -214,7 +237,7 @@ type ShardSample struct {
 	Side  string `json:"side"` // "source" or "target"
 	Addr  string `json:"addr"`
 	DB    int    `json:"db"`
-	Keys  int64  `json:"keys"`  // DBSIZE
+	Keys  int64  `json:"keys"`  // DBSIZE, or the matching keys with a filter
 	Drawn int    `json:"drawn"` // distinct keys sampled
 }
 
@@ -269,6 +292,12 @@ func Run(ctx context.Context, src, dst Conn, o Options) (Report, error) {
 	started := time.Now()
 	rep := Report{StartedAt: started.UTC(), KeysRedacted: o.RedactKeys, Issues: []Issue{}, CountOnly: []CountOnly{}}
 	rep.Sample.Requested = o.Sample
+	if err := o.Check(); err != nil {
+		return rep, err
+	}
+	if o.filtered() {
+		rep.Filter = &Filter{Match: o.Match, Type: o.Type}
+	}
 	v := &run{src: src, dst: dst, o: o, rep: &rep}
 
 	// The baseline's "after" figures come first, before our own reads
@@ -340,6 +369,9 @@ type run struct {
 	// noFieldTTL: the databases of each side where no hash has any.
 	fieldTTL   struct{ src, dst bool }
 	noFieldTTL struct{ src, dst map[int]bool }
+	// passes: with a filter, the filtered SCAN of every shard (key count
+	// and sample); nil without.
+	passes map[shardID]*pass
 }
 
 // dbPair is a source database and the target database it maps to.

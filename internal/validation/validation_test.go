@@ -51,6 +51,13 @@ func dial(t *testing.T, url string) *endpoint.Conn {
 // chunk as the workflow does.
 func copyAll(t *testing.T, srcURL, dstURL string) {
 	t.Helper()
+	copyMatching(t, srcURL, dstURL, "", "")
+}
+
+// copyMatching copies the keys that SCAN MATCH match TYPE typ selects
+// (every key when both are empty), as kvmigrate migrate --match --type.
+func copyMatching(t *testing.T, srcURL, dstURL, match, typ string) {
+	t.Helper()
 	ctx := context.Background()
 	src, dst := dial(t, srcURL), dial(t, dstURL)
 	sinfo, err := topology.Discover(ctx, src)
@@ -58,7 +65,7 @@ func copyAll(t *testing.T, srcURL, dstURL string) {
 	dinfo, err := topology.Discover(ctx, dst)
 	require.NoError(t, err)
 	c, err := transfer.New(src, dst, transfer.Options{JobID: "vtest", FastPath: dinfo.Accepts(sinfo.RDBVersion),
-		SourceFieldTTL: sinfo.HashFieldTTL, TargetFieldTTL: dinfo.HashFieldTTL})
+		SourceFieldTTL: sinfo.HashFieldTTL, TargetFieldTTL: dinfo.HashFieldTTL, Match: match, Type: typ})
 	require.NoError(t, err)
 	chunks, err := transfer.Plan(sinfo, dinfo, nil)
 	require.NoError(t, err)

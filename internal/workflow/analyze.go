@@ -86,8 +86,8 @@ type RunRequest struct {
 	// OnAnalysis, if set, receives the report as soon as it is stored,
 	// before the gate (the CLI prints the findings then).
 	OnAnalysis func(*analysis.Report)
-	// Validation shapes the validation step (DBs and TargetDB are set from
-	// the job); SkipValidation leaves it out.
+	// Validation shapes the validation step (DBs, TargetDB, Match and Type
+	// are set from the job); SkipValidation leaves it out.
 	Validation     validation.Options
 	SkipValidation bool
 	// Baseline, when its Window is set, takes that many snapshots of the
@@ -154,8 +154,8 @@ func (l *Local) Run(ctx context.Context, req RunRequest) (RunOutcome, error) {
 	}
 	if !req.SkipValidation {
 		st.validate = func(ctx context.Context, id string, s *session) error {
-			o := req.Validation
-			o.DBs, o.TargetDB, o.Log = s.dbs, s.targetDB, l.log()
+			o := s.validationOptions(req.Validation)
+			o.Log = l.log()
 			if !migrationStart.IsZero() {
 				o.Baseline = &validation.BaselineCheck{Store: l.Store, JobID: id, MigrationStart: migrationStart}
 			}

@@ -42,10 +42,18 @@ func (s *Session) Plan() ([]transfer.Chunk, error) {
 	return transfer.Plan(s.s.sinfo, s.s.dinfo, s.s.dbs)
 }
 
-// ValidationOptions returns o with the databases and the database mapping
-// of the job set, as the local run's validation step sets them.
+// ValidationOptions returns o with the databases, the database mapping
+// and the copy filters (Match, Type) of the job set, as the local run's
+// validation step sets them.
 func (s *Session) ValidationOptions(o validation.Options) validation.Options {
-	o.DBs, o.TargetDB = s.s.dbs, s.s.targetDB
+	return s.s.validationOptions(o)
+}
+
+// validationOptions returns o with the job's databases, database mapping
+// and copy filters set: the validation checks what the copy copied.
+func (s *session) validationOptions(o validation.Options) validation.Options {
+	o.DBs, o.TargetDB = s.dbs, s.targetDB
+	o.Match, o.Type = s.match, s.typ
 	return o
 }
 

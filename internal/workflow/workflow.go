@@ -247,6 +247,7 @@ type session struct {
 	copier       *transfer.Copier
 	dbs          []int // source databases (nil: all in use)
 	targetDB     func(int) int
+	match, typ   string // the copy's filters: the validation checks the keys they select
 	observer     Observer
 	validate     func(ctx context.Context, id string, s *session) error // nil: no validation step
 }
@@ -297,6 +298,7 @@ func (l *Local) setup(ctx context.Context, id string, req Request, src, dst *end
 		s.targetDB = func(int) int { return req.Target.DB }
 	}
 	o := req.Options
+	s.match, s.typ = o.Match, o.Type
 	s.copier, err = transfer.New(src, dst, transfer.Options{
 		JobID:          id,
 		Strategy:       transfer.Strategy(o.Strategy),
