@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kvmigrate/kvmigrate/internal/analysis"
+	"github.com/kvmigrate/kvmigrate/internal/topology"
 	"github.com/kvmigrate/kvmigrate/internal/workflow"
 )
 
@@ -31,7 +32,7 @@ func (f *analysisFlags) register(cmd *cobra.Command) {
 // migration to analyze.
 func (f *analysisFlags) registerFilters(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.match, "match", "", "analyze only the keys a migration with this --match copies (a SCAN MATCH glob)")
-	cmd.Flags().StringVar(&f.typ, "type", "", "analyze only the keys a migration with this --type copies: "+strings.Join(analysis.FilterTypes, ", "))
+	cmd.Flags().StringVar(&f.typ, "type", "", "analyze only the keys a migration with this --type copies: "+strings.Join(topology.KeyTypes, ", "))
 }
 
 // options checks the flags and returns the analysis options.

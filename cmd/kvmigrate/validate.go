@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kvmigrate/kvmigrate/internal/endpoint"
+	"github.com/kvmigrate/kvmigrate/internal/topology"
 	"github.com/kvmigrate/kvmigrate/internal/validation"
 )
 
@@ -104,7 +105,7 @@ only, source db → target db).`,
 	fl.StringVar(&f.source, "source", "", "source URL (password: $KVMIGRATE_SOURCE_PASSWORD)")
 	fl.StringVar(&f.target, "target", "", "target URL (password: $KVMIGRATE_TARGET_PASSWORD)")
 	fl.StringVar(&f.match, "match", "", "check only the keys matching this SCAN MATCH glob (the copy's --match)")
-	fl.StringVar(&f.typ, "type", "", "check only the keys of this type (the copy's --type): "+strings.Join(validation.FilterTypes, ", "))
+	fl.StringVar(&f.typ, "type", "", "check only the keys of this type (the copy's --type): "+strings.Join(topology.KeyTypes, ", "))
 	fl.IntVar(&f.sample, "sample", validation.DefaultSample, "source keys to compare (all of them when the source has no more)")
 	fl.DurationVar(&f.budget, "budget", validation.DefaultBudget, "time for the streamed digests of big keys")
 	fl.DurationVar(&f.ttlTol, "ttl-tolerance", validation.DefaultTTLTolerance, "how far source and target expiry times may differ")

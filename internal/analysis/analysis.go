@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -55,7 +54,7 @@ type Options struct {
 	// JobID is copied into the report.
 	JobID string
 	// Match and Type are the copy's filters (kvmigrate --match, --type):
-	// a SCAN MATCH glob and one of FilterTypes. With either, the report
+	// a SCAN MATCH glob and one of topology.KeyTypes. With either, the report
 	// describes the keys a migration would copy, not the whole keyspace:
 	// the sample SCANs with the same MATCH and TYPE as the copy, and the
 	// key count is extrapolated from the share of keys that match (see
@@ -63,10 +62,6 @@ type Options struct {
 	Match string
 	Type  string
 }
-
-// FilterTypes are the values Options.Type accepts: the types a SCAN TYPE
-// filter of the copy engine accepts.
-var FilterTypes = []string{"string", "list", "set", "zset", "hash", "stream"}
 
 // Check validates o.
 func (o Options) Check() error {
@@ -79,8 +74,8 @@ func (o Options) Check() error {
 	if o.MaxOps < 0 {
 		return fmt.Errorf("max ops %d: must not be negative: %w", o.MaxOps, ErrInvalidOptions)
 	}
-	if o.Type != "" && !slices.Contains(FilterTypes, o.Type) {
-		return fmt.Errorf("type %q: must be one of %s: %w", o.Type, strings.Join(FilterTypes, ", "), ErrInvalidOptions)
+	if err := topology.CheckKeyType(o.Type); err != nil {
+		return fmt.Errorf("%w: %w", err, ErrInvalidOptions)
 	}
 	return nil
 }

@@ -3,9 +3,10 @@ package analysis
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kvmigrate/kvmigrate/internal/topology"
 )
 
 // ReportVersion is the version of the report's JSON form. Fields are only
@@ -203,16 +204,7 @@ type Filter struct {
 }
 
 // describe writes f as the CLI flags that give it.
-func (f Filter) describe() string {
-	var parts []string
-	if f.Match != "" {
-		parts = append(parts, "--match "+strconv.Quote(f.Match))
-	}
-	if f.Type != "" {
-		parts = append(parts, "--type "+f.Type)
-	}
-	return strings.Join(parts, " ")
-}
+func (f Filter) describe() string { return topology.FilterFlags(f.Match, f.Type) }
 
 // SampleSummary says how much was sampled and how.
 type SampleSummary struct {

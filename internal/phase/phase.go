@@ -21,6 +21,8 @@ import (
 	"regexp"
 	"slices"
 
+	"github.com/kvmigrate/kvmigrate/internal/topology"
+
 	"github.com/kvmigrate/kvmigrate/internal/endpoint"
 	"github.com/kvmigrate/kvmigrate/internal/job"
 	"github.com/kvmigrate/kvmigrate/internal/transfer"
@@ -352,8 +354,8 @@ func (o Options) Check() error {
 	if o.OnConflict != "" && !slices.Contains([]transfer.Conflict{transfer.ConflictReplace, transfer.ConflictSkip}, transfer.Conflict(o.OnConflict)) {
 		return invalidField("options.onConflict", "options.onConflict %q: want %s or %s", o.OnConflict, transfer.ConflictReplace, transfer.ConflictSkip)
 	}
-	if o.Type != "" && !slices.Contains([]string{"string", "list", "set", "zset", "hash", "stream"}, o.Type) {
-		return invalidField("options.type", "options.type %q: want string, list, set, zset, hash or stream", o.Type)
+	if err := topology.CheckKeyType(o.Type); err != nil {
+		return invalidField("options.type", "options.%s", err)
 	}
 	for _, b := range []struct {
 		name     string

@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kvmigrate/kvmigrate/internal/topology"
+
 	"github.com/valkey-io/valkey-go"
 	"golang.org/x/time/rate"
 
@@ -161,10 +163,8 @@ func New(src, dst Conns, opts Options) (*Copier, error) {
 	default:
 		problems = append(problems, fmt.Sprintf("on-conflict %q is not one of replace, skip", opts.OnConflict))
 	}
-	switch opts.Type {
-	case "", "string", "list", "set", "zset", "hash", "stream":
-	default:
-		problems = append(problems, fmt.Sprintf("type %q is not one of string, list, set, zset, hash, stream", opts.Type))
+	if err := topology.CheckKeyType(opts.Type); err != nil {
+		problems = append(problems, err.Error())
 	}
 	if opts.MaxOps < 0 {
 		problems = append(problems, "max-ops must not be negative")

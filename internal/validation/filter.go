@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math/rand/v2"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/kvmigrate/kvmigrate/internal/topology"
 
 	"github.com/valkey-io/valkey-go"
 )
@@ -35,10 +35,6 @@ import (
 //     target's reservoirs) and looked up on the source; a key on the
 //     target that the filter does not select is not the migration's.
 
-// FilterTypes are the values Options.Type accepts: the types a SCAN TYPE
-// filter of the copy engine accepts.
-var FilterTypes = []string{"string", "list", "set", "zset", "hash", "stream"}
-
 // ErrInvalidOptions is wrapped by Options.Check's errors.
 var ErrInvalidOptions = errors.New("invalid validation options")
 
@@ -55,21 +51,12 @@ type Filter struct {
 }
 
 // String writes f as the CLI flags that give it.
-func (f Filter) String() string {
-	var parts []string
-	if f.Match != "" {
-		parts = append(parts, "--match "+strconv.Quote(f.Match))
-	}
-	if f.Type != "" {
-		parts = append(parts, "--type "+f.Type)
-	}
-	return strings.Join(parts, " ")
-}
+func (f Filter) String() string { return topology.FilterFlags(f.Match, f.Type) }
 
 // Check validates o.
 func (o Options) Check() error {
-	if o.Type != "" && !slices.Contains(FilterTypes, o.Type) {
-		return fmt.Errorf("type %q: must be one of %s: %w", o.Type, strings.Join(FilterTypes, ", "), ErrInvalidOptions)
+	if err := topology.CheckKeyType(o.Type); err != nil {
+		return fmt.Errorf("%w: %w", err, ErrInvalidOptions)
 	}
 	return nil
 }

@@ -98,7 +98,7 @@ type Options struct {
 	// MaxIssues caps Report.Issues (DefaultMaxIssues when 0).
 	MaxIssues int
 	// Match and Type are the copy's filters (kvmigrate --match, --type): a
-	// SCAN MATCH glob and one of FilterTypes. With either, only the keys
+	// SCAN MATCH glob and one of topology.KeyTypes. With either, only the keys
 	// they select are validated, on both sides: the key counts are those
 	// of a filtered SCAN of every master and database (DBSIZE would count
 	// every key), the samples are drawn from those keys only, and a key on
