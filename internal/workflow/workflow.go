@@ -422,7 +422,11 @@ func (l *Local) run(ctx context.Context, id string, s *session, req Request) (Ou
 			j.Stage, j.Error = "interrupted", "interrupted: run `kvmigrate resume "+id+"` to continue"
 		})
 		return out, errors.Join(ctx.Err(), err)
-	case firstErr != nil && errors.Is(firstErr, transfer.ErrTransient):
+	case firstErr != nil && !errors.Is(firstErr, transfer.ErrInvalidOptions):
+		// A chunk stopped on something no key could get past (a lost
+		// connection, a target out of memory or read-only, a denied
+		// command): every shard is at a checkpoint, so once the cause is
+		// fixed the job resumes from there.
 		out.Job, err = l.Store.Transition(bg, id, job.StatusPaused, func(j *job.Job) {
 			j.Stage, j.Error = "interrupted", endpoint.Redact(firstErr.Error())+"; fix the cause, then run `kvmigrate resume "+id+"`"
 		})

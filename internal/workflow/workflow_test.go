@@ -2,6 +2,7 @@ package workflow_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/valkey-io/valkey-go"
 
 	"github.com/kvmigrate/kvmigrate/internal/endpoint"
 	"github.com/kvmigrate/kvmigrate/internal/job"
@@ -227,4 +229,43 @@ func TestTemporaryKeysAreSweptOnlyWhenAChunkMayHaveLeftSome(t *testing.T) {
 		require.NoError(t, err)
 		assert.False(t, shards[0].Dirty)
 	})
+}
+
+// A target that runs out of memory stops the copy at its checkpoints: the
+// job is paused with the cause and the way on, and once the target has
+// room it resumes to an exact copy.
+func TestATargetOutOfMemoryPausesTheJobAndItResumesOnceThereIsRoom(t *testing.T) {
+	ctx := context.Background()
+	src := kvtest.StartServer(t, kvtest.Require(t, "redis-7.0"))
+	dst := kvtest.StartServer(t, kvtest.Require(t, "valkey-8.0"), kvtest.WithConfig("maxmemory", "3mb"))
+	_, err := sample.Seed(ctx, src.Client(t), sample.Options{PerType: 20})
+	require.NoError(t, err)
+	c := src.Client(t)
+	var cmds []valkey.Completed
+	for i := range 30000 {
+		cmds = append(cmds, c.B().Set().Key(fmt.Sprintf("str:%d", i)).Value(strings.Repeat("v", 100)).Build())
+	}
+	for _, r := range c.DoMulti(ctx, cmds...) {
+		require.NoError(t, r.Error())
+	}
+	started := time.Now()
+	before := kvtest.Snapshot(ctx, t, src.Client(t))
+	store := openStore(t)
+	req := workflow.Request{Source: parse(t, src.URL()), Target: parse(t, dst.URL()), ChunkKeys: 2000}
+
+	l := &workflow.Local{Store: store}
+	out, err := l.Migrate(ctx, req)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "OOM")
+	j, err := store.Get(ctx, out.Job.ID)
+	require.NoError(t, err)
+	assert.Equal(t, job.StatusPaused, j.Status, "resumable: every shard is at a checkpoint")
+	assert.Contains(t, j.Error, "OOM")
+	assert.Contains(t, j.Error, "kvmigrate resume "+j.ID)
+
+	require.NoError(t, dst.Client(t).Do(ctx, dst.Client(t).B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "0").Build()).Error())
+	out, err = l.Resume(ctx, j.ID, req)
+	require.NoError(t, err)
+	assert.Equal(t, job.StatusSucceeded, out.Job.Status)
+	kvtest.AssertSameData(t, before, kvtest.Snapshot(ctx, t, dst.Client(t)), time.Since(started))
 }
