@@ -78,7 +78,7 @@ only, source db → target db).`,
 
 			o := validation.Options{Sample: f.sample, Budget: f.budget, TTLTolerance: f.ttlTol,
 				RedactKeys: f.redact, Match: f.match, Type: f.typ, Log: a.logger()}
-			if src.DB != 0 || dst.DB != 0 { // as migrate does: one database, source → target
+			if src.OneDB() || dst.OneDB() { // as migrate does: one database, source → target
 				o.DBs = []int{src.DB}
 				o.TargetDB = func(int) int { return dst.DB }
 			}

@@ -287,7 +287,7 @@ type shardPlan struct {
 func (a *analyzer) plan(s, d *sideData) []shardPlan {
 	srcEP, dstEP := s.conn.Endpoint(), d.conn.Endpoint()
 	var dbs []int
-	single := srcEP.DB != 0 || dstEP.DB != 0
+	single := srcEP.OneDB() || dstEP.OneDB()
 	if single {
 		dbs = []int{srcEP.DB}
 	} else {

@@ -90,8 +90,12 @@ type Endpoint struct {
 	Port     int
 	Username string // empty: the default user
 	DB       int
-	Cluster  ClusterMode
-	TLS      TLSOptions
+	// DBSet: the URL names its database (/N, /0 included). A URL that
+	// names one (or a DB other than 0) selects that database alone; see
+	// OneDB.
+	DBSet   bool
+	Cluster ClusterMode
+	TLS     TLSOptions
 
 	password string
 }
@@ -335,9 +339,14 @@ func (e *Endpoint) parseDB(path string) error {
 	if err != nil || n > maxDB {
 		return invalid("invalid database %s: too large", s)
 	}
-	e.DB = n
+	e.DB, e.DBSet = n, true
 	return nil
 }
+
+// OneDB reports whether the endpoint selects a single database: its URL
+// names one (/0 included), or DB is not 0. Otherwise a standalone source is
+// copied database by database, each to the same number.
+func (e Endpoint) OneDB() bool { return e.DBSet || e.DB != 0 }
 
 // query option names, in the order String writes them.
 const (
@@ -486,7 +495,7 @@ func (e Endpoint) String() string {
 	b.WriteString(host)
 	b.WriteByte(':')
 	b.WriteString(strconv.Itoa(e.Port))
-	if e.DB != 0 {
+	if e.OneDB() {
 		b.WriteByte('/')
 		b.WriteString(strconv.Itoa(e.DB))
 	}

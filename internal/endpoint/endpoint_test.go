@@ -78,7 +78,7 @@ func TestParseAccepts(t *testing.T) {
 		{
 			name: "takes a password with unencoded @, / and ? up to the last @",
 			raw:  "redis://u:p@ss/w?rd#1@h:7000/2",
-			want: Endpoint{Scheme: "redis", Host: "h", Port: 7000, Username: "u", DB: 2},
+			want: Endpoint{Scheme: "redis", Host: "h", Port: 7000, Username: "u", DB: 2, DBSet: true},
 			pass: "p@ss/w?rd#1",
 		},
 		{
@@ -115,7 +115,12 @@ func TestParseAccepts(t *testing.T) {
 		{
 			name: "reads the database number from the path",
 			raw:  "redis://h/15",
-			want: Endpoint{Scheme: "redis", Host: "h", Port: 6379, DB: 15},
+			want: Endpoint{Scheme: "redis", Host: "h", Port: 6379, DB: 15, DBSet: true},
+		},
+		{
+			name: "reads /0 as database 0 named: that one alone",
+			raw:  "redis://h/0",
+			want: Endpoint{Scheme: "redis", Host: "h", Port: 6379, DBSet: true},
 		},
 		{
 			name: "reads a lone slash as database 0",
@@ -125,7 +130,7 @@ func TestParseAccepts(t *testing.T) {
 		{
 			name: "accepts a database above 15 for servers with more databases",
 			raw:  "redis://h/99",
-			want: Endpoint{Scheme: "redis", Host: "h", Port: 6379, DB: 99},
+			want: Endpoint{Scheme: "redis", Host: "h", Port: 6379, DB: 99, DBSet: true},
 		},
 		{
 			name: "reads cluster=true",
@@ -135,7 +140,7 @@ func TestParseAccepts(t *testing.T) {
 		{
 			name: "reads cluster=false",
 			raw:  "redis://h:7000/3?cluster=false",
-			want: Endpoint{Scheme: "redis", Host: "h", Port: 7000, DB: 3, Cluster: ClusterOff},
+			want: Endpoint{Scheme: "redis", Host: "h", Port: 7000, DB: 3, DBSet: true, Cluster: ClusterOff},
 		},
 		{
 			name: "reads every TLS option",
@@ -270,7 +275,8 @@ func TestEndpointString(t *testing.T) {
 		{"shows a default-user password as :xxxxx", "valkey://:" + secret + "@h", "valkey://:xxxxx@h:6379"},
 		{"shows a user without a password and no placeholder", "redis://alice@h", "redis://alice@h:6379"},
 		{"shows no user information when there is none", "redis://h", "redis://h:6379"},
-		{"writes the default port and leaves out database 0", "redis://h/0", "redis://h:6379"},
+		{"writes the default port and leaves out a database the URL does not name", "redis://h", "redis://h:6379"},
+		{"keeps a database 0 the URL names: it selects that database alone", "redis://h/0", "redis://h:6379/0"},
 		{"brackets an IPv6 host", "redis://[::1]:7000/1", "redis://[::1]:7000/1"},
 		{"escapes the zone of an IPv6 host", "redis://[fe80::1%25eth0]", "redis://[fe80::1%25eth0]:6379"},
 		{"escapes a user that needs it", "redis://a%40b%3Ac:" + secret + "@h", "redis://a%40b%3Ac:xxxxx@h:6379"},
@@ -386,4 +392,19 @@ func TestClusterModeString(t *testing.T) {
 	assert.Equal(t, "on", ClusterOn.String())
 	assert.Equal(t, "off", ClusterOff.String())
 	assert.Equal(t, "ClusterMode(7)", ClusterMode(7).String())
+}
+
+func TestOneDBIsANamedDatabase(t *testing.T) {
+	for raw, want := range map[string]bool{
+		"redis://h": false, "redis://h/": false, "redis://h/0": true, "redis://h/3": true, "valkey://h:7000/0?cluster=true": true,
+	} {
+		e, err := Parse(raw)
+		if assert.NoError(t, err, raw) {
+			assert.Equal(t, want, e.OneDB(), raw)
+			again, err := Parse(e.String())
+			assert.NoError(t, err)
+			assert.Equal(t, want, again.OneDB(), "%s survives its string form", raw)
+		}
+	}
+	assert.True(t, Endpoint{Host: "h", DB: 4}.OneDB(), "a DB set in code")
 }

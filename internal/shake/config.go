@@ -294,9 +294,9 @@ func (c Config) document() (tomlFile, []error) {
 	switch {
 	case c.Source.DB != c.Target.DB:
 		v.add("target.db", fmt.Sprintf("redis-shake writes each key to the database number it comes from: source db %d cannot go to target db %d (use command mode)", c.Source.DB, c.Target.DB))
-	case c.Source.DB != 0 && len(f.AllowDB) == 0:
+	case c.Source.OneDB() && len(f.AllowDB) == 0:
 		f.AllowDB = []int{c.Source.DB}
-	case c.Source.DB != 0 && !(len(f.AllowDB) == 1 && f.AllowDB[0] == c.Source.DB):
+	case c.Source.OneDB() && !(len(f.AllowDB) == 1 && f.AllowDB[0] == c.Source.DB):
 		v.add("filter.allow_db", fmt.Sprintf("the source URL names db %d; allow_db must be empty or [%d]", c.Source.DB, c.Source.DB))
 	}
 	if !reflect.DeepEqual(f, tomlFilter{}) {

@@ -286,3 +286,34 @@ func TestRunComparesTheTargetWithItsBaseline(t *testing.T) {
 	assert.Equal(t, validation.MinBaseline, out.Validation.Baseline.Before)
 	assert.NotEmpty(t, out.Validation.Baseline.Metrics)
 }
+
+// A source URL that names database 0 (…/0) copies that database alone, so
+// keys in other databases do not stop a move to a cluster target — the
+// way out the multi_db finding points to.
+func TestASourceURLNamingDatabase0CopiesItAloneToACluster(t *testing.T) {
+	ctx := context.Background()
+	src := kvtest.StartServer(t, kvtest.Require(t, "redis-7.0"))
+	dst := kvtest.StartCluster(t, kvtest.Require(t, "valkey-8.0"), 3)
+	n, err := sample.Seed(ctx, src.ClientDB(t, 0), sample.Options{PerType: 10})
+	require.NoError(t, err)
+	_, err = sample.Seed(ctx, src.ClientDB(t, 3), sample.Options{PerType: 2})
+	require.NoError(t, err)
+	started := time.Now()
+	before := kvtest.Snapshot(ctx, t, src.ClientDB(t, 0))
+
+	l := &workflow.Local{Store: openStore(t)}
+	all := workflow.RunRequest{Request: workflow.Request{Source: parse(t, src.URL()), Target: parse(t, dst.URL())},
+		Analysis: analysis.Options{Sample: analysis.MinSample}}
+	_, err = l.Run(ctx, all)
+	require.ErrorIs(t, err, analysis.ErrBlocked, "every database to a cluster: multi_db blocks")
+
+	db0 := all
+	db0.Source = parse(t, src.URL()+"/0")
+	out, err := l.Run(ctx, db0)
+	require.NoError(t, err)
+	assert.False(t, out.Report.Blocking, "%v", out.Report.Findings)
+	assert.Equal(t, job.StatusSucceeded, out.Job.Status)
+	assert.EqualValues(t, n, out.Job.Counters.Copied)
+	assert.Contains(t, out.Job.Source, "/0", "the job keeps the database its URL names")
+	kvtest.AssertSameData(t, before, kvtest.Snapshot(ctx, t, dst.Client(t)), time.Since(started))
+}

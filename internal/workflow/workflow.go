@@ -293,7 +293,7 @@ func (l *Local) setup(ctx context.Context, id string, req Request, src, dst *end
 	// A database in either URL selects single-database mode: source db →
 	// target db. Otherwise every database in use keeps its number.
 	s.targetDB = func(db int) int { return db }
-	if req.Source.DB != 0 || req.Target.DB != 0 {
+	if req.Source.OneDB() || req.Target.OneDB() {
 		s.dbs = []int{req.Source.DB}
 		s.targetDB = func(int) int { return req.Target.DB }
 	}
