@@ -170,7 +170,6 @@ func TestRefusesBadRequestsNamingTheField(t *testing.T) {
 		{"a password field", "/migrations", migration(set("target.password", "hunter22")), "target.password"},
 		{"a malformed secret ARN", "/migrations", migration(set("target.secretArn", "kvmigrate/target")), "target.secretArn"},
 		{"a secret outside the allowed prefix", "/migrations", migration(set("source.secretArn", "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf")), "source.secretArn"},
-		{"no mode", "/migrations", migration(set("mode", "")), "mode"},
 		{"an unknown mode", "/migrations", migration(set("mode", "rsync")), "mode"},
 		{"an unknown strategy", "/migrations", migration(set("options.strategy", "fast")), "options.strategy"},
 		{"too many keys in flight", "/migrations", migration(set("options.concurrency", phase.MaxKeyConcurrency+1)), "options.concurrency"},
@@ -426,4 +425,17 @@ func TestValidatesAMigrationAgainOnRequest(t *testing.T) {
 	assert.True(t, v.Validation.Passed)
 	assert.Equal(t, []string{id, id}, calls)
 	s.call(http.MethodPost, "/migrations/01jd8z3k4m5n6p7q8r9s0t1v2x/validations", nil, http.StatusNotFound, &e)
+}
+
+func TestAMigrationWithoutAModeCopiesInCommandMode(t *testing.T) {
+	fake := newFake()
+	s := newServer(t, api.Config{Executions: fake})
+	body := migration(nil)
+	delete(body, "mode")
+	var v api.MigrationView
+	s.call(http.MethodPost, "/migrations", body, http.StatusAccepted, &v)
+	assert.Equal(t, job.ModeCommand, v.Mode)
+	j, err := s.store.Get(context.Background(), v.ID)
+	require.NoError(t, err)
+	assert.Equal(t, job.ModeCommand, j.Mode)
 }

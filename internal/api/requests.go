@@ -39,7 +39,7 @@ type MigrationOptions struct {
 type MigrationRequest struct {
 	Source  EndpointRequest  `json:"source"`
 	Target  EndpointRequest  `json:"target"`
-	Mode    string           `json:"mode"`
+	Mode    string           `json:"mode,omitempty"` // command (the default), redis_shake or redis_shake_sync
 	Force   bool             `json:"force,omitempty"`
 	Options MigrationOptions `json:"options"`
 }
@@ -65,6 +65,9 @@ type AnalysisRequest struct {
 // job id.
 func (req MigrationRequest) input(id, secretPrefix string) (phase.AnalyzeInput, error) {
 	o := req.Options
+	if req.Mode == "" {
+		req.Mode = phase.ModeCommand // as the CLI's --mode
+	}
 	in := phase.AnalyzeInput{
 		JobID: id,
 		Options: phase.Options{
