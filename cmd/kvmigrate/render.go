@@ -55,7 +55,7 @@ func renderOutcome(w io.Writer, out workflow.Outcome, took time.Duration) {
 		{c.Fallbacks, "keys fell back from DUMP/RESTORE to type commands (the target refused the source's RDB version, or an ACL denies DUMP or RESTORE)"},
 		{c.EvalFallbacks, "compound keys were finished with PEXPIRE then RENAME because the target denies EVAL"},
 		{c.FieldTTLsDropped, "hash field TTLs could not be carried: the target has no per-field expiry"},
-		{c.PendingNotCarried, "stream pending entries were not carried (no command recreates a PEL)"},
+		{c.PendingNotCarried, "stream pending entries were not carried (their message was deleted from the stream while pending)"},
 		{c.ListsChanged, "lists changed while they were copied: copy them again once writes stop"},
 		{c.TempKeysSwept, "temporary keys of interrupted copies were removed"},
 	}

@@ -44,6 +44,13 @@ type Value struct {
 	PTTL int64
 	// FieldTTLs counts hash fields with an expiry (Redis 7.4+).
 	FieldTTLs int
+	// Pending counts a stream's pending entries over all its groups.
+	Pending int
+	// PEL is a SHA-256 of every group's pending entries list: per group
+	// (by name) each entry's ID, consumer and delivery count, in ID order
+	// (read with the extended XPENDING). Idle times are left out: they
+	// change. Empty for other types.
+	PEL string
 }
 
 // Snapshot reads every key of the database c is connected to, with plain
@@ -156,6 +163,7 @@ func readValue(ctx context.Context, t testing.TB, c valkey.Client, k string) (Va
 		}
 		groups, err := c.Do(ctx, b.XinfoGroups().Key(k).Build()).ToArray()
 		require.NoError(t, err)
+		pel := sha256.New()
 		for _, g := range groups {
 			gm, err := g.AsMap()
 			require.NoError(t, err)
@@ -163,7 +171,30 @@ func readValue(ctx context.Context, t testing.TB, c valkey.Client, k string) (Va
 			ns, _ := name.ToString()
 			ls, _ := last.ToString()
 			put("group", ns, ls)
+			if read, ok := gm["entries-read"]; ok && !read.IsNil() {
+				n, _ := read.AsInt64()
+				put("entries-read", strconv.FormatInt(n, 10))
+			}
+			// Consumer names, those with nothing pending included.
+			consumers, err := c.Do(ctx, b.XinfoConsumers().Key(k).Group(ns).Build()).ToArray()
+			require.NoError(t, err)
+			names := make([]string, 0, len(consumers))
+			for _, cm := range consumers {
+				m, err := cm.AsMap()
+				require.NoError(t, err)
+				cn := m["name"]
+				s, _ := cn.ToString()
+				names = append(names, s)
+			}
+			sort.Strings(names)
+			put("consumers")
+			put(names...)
+			fmt.Fprintf(pel, "group %d:%s;", len(ns), ns)
+			v.Pending += pendingEntries(ctx, t, c, k, ns, func(id, consumer string, deliveries int64) {
+				fmt.Fprintf(pel, "%s %d:%s %d;", id, len(consumer), consumer, deliveries)
+			})
 		}
+		v.PEL = hex.EncodeToString(pel.Sum(nil))
 	default:
 		t.Fatalf("kvtest: key %q has type %q the reader does not know", k, typ)
 	}
@@ -172,6 +203,34 @@ func readValue(ctx context.Context, t testing.TB, c valkey.Client, k string) (Va
 	require.NoError(t, err)
 	v.PTTL = pttl
 	return v, true
+}
+
+// pendingEntries hands each entry of a group's PEL to f, in ID order,
+// reading XPENDING key group start + 1000 page by page; it returns how
+// many there were.
+func pendingEntries(ctx context.Context, t testing.TB, c valkey.Client, k, group string, f func(id, consumer string, deliveries int64)) int {
+	t.Helper()
+	n := 0
+	start := "-"
+	for {
+		page, err := c.Do(ctx, c.B().Xpending().Key(k).Group(group).Start(start).End("+").Count(1000).Build()).ToArray()
+		require.NoError(t, err)
+		for _, e := range page {
+			p, err := e.ToArray()
+			require.NoError(t, err)
+			require.Len(t, p, 4, "XPENDING entry")
+			id, _ := p[0].ToString()
+			consumer, _ := p[1].ToString()
+			deliveries, err := p[3].AsInt64()
+			require.NoError(t, err)
+			f(id, consumer, deliveries)
+			start = "(" + id
+		}
+		n += len(page)
+		if len(page) < 1000 {
+			return n
+		}
+	}
 }
 
 func fieldTTLs(ctx context.Context, c valkey.Client, k string, fields []string) int {
@@ -218,6 +277,10 @@ func AssertSameData(t testing.TB, src, dst map[string]Value, tolerance time.Dura
 			ok = assert.Failf(t, "value differs", "%q: source %s len %d, target %s len %d (digests %.8s/%.8s)",
 				k, s.Type, s.Len, d.Type, d.Len, s.Digest, d.Digest) && ok
 			continue
+		}
+		if s.Pending != d.Pending || s.PEL != d.PEL {
+			ok = assert.Failf(t, "stream pending entries differ", "%q: %d pending on the source, %d on the target (PEL digests %.8s/%.8s)",
+				k, s.Pending, d.Pending, s.PEL, d.PEL) && ok
 		}
 		if s.FieldTTLs != d.FieldTTLs {
 			ok = assert.Failf(t, "hash field TTLs differ", "%q: %d fields with TTL on the source, %d on the target", k, s.FieldTTLs, d.FieldTTLs) && ok

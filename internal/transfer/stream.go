@@ -2,20 +2,25 @@ package transfer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/valkey-io/valkey-go"
 )
 
+// pelChunk is how many pending entries one XPENDING page reads and one
+// XCLAIM pipeline writes.
+const pelChunk = 500
+
 // copyStream copies a stream's entries with their IDs, then its
 // last-generated ID, entries-added and max-deleted-entry ID (XSETID), its
-// consumer groups with their last-delivered ID and entries-read, and the
-// groups' consumer names.
+// consumer groups with their last-delivered ID and entries-read, the
+// groups' consumer names and their pending entries lists (see copyPEL).
 //
-// Not carried: pending entries lists (which consumer holds which entry,
-// delivery counts and times). Redis and Valkey have no command that writes
-// a PEL entry without delivering the message again; the number of pending
-// entries left behind is counted as PendingNotCarried.
+// Pending entries whose message was deleted from the stream (XDEL, XTRIM)
+// while still pending cannot be recreated (XCLAIM ... FORCE needs the
+// entry); they are counted as PendingNotCarried.
 func (r *chunkRun) copyStream(ctx context.Context, key, tmp string) (copied, error) {
 	var n copied
 	start := "-"
@@ -105,9 +110,6 @@ func (r *chunkRun) copyStream(ctx context.Context, key, tmp string) (copied, err
 		if err := r.write(ctx, cmd); err != nil {
 			return n, fmt.Errorf("XGROUP CREATE %q: %w", name, err)
 		}
-		pendingMsg := gm["pending"]
-		pending, _ := pendingMsg.AsInt64()
-		n.pendingLost += pending
 		consumers, err := r.read(ctx, r.src.B().XinfoConsumers().Key(key).Group(name).Build()).ToArray()
 		if err != nil {
 			return n, rerr(ctx, err)
@@ -123,8 +125,99 @@ func (r *chunkRun) copyStream(ctx context.Context, key, tmp string) (copied, err
 		if err := r.writeAll(ctx, "XGROUP CREATECONSUMER", cmds); err != nil {
 			return n, err
 		}
+		// XINFO GROUPS tells the PEL's size: a group with nothing pending
+		// costs no extra round trip.
+		pendingMsg := gm["pending"]
+		if count, _ := pendingMsg.AsInt64(); count > 0 {
+			lost, err := r.copyPEL(ctx, key, tmp, name)
+			n.pendingLost += lost
+			if err != nil {
+				return n, err
+			}
+		}
 	}
 	return n, nil
+}
+
+// copyPEL recreates the pending entries list of group on tmp: it pages
+// through XPENDING key group (start + pelChunk (each entry: ID, consumer,
+// idle ms, deliveries) and writes each page with one pipeline of
+// XCLAIM tmp group consumer 0 id IDLE idle RETRYCOUNT deliveries FORCE
+// JUSTID, which creates the PEL entry (and the consumer) with the same
+// delivery count and idle time, and moves neither the group's
+// last-delivered ID nor its entries-read. XCLAIM answers an empty array for
+// an entry that is not in the stream (deleted while pending, on Redis 7.0+
+// and Valkey): those are returned as lost. Memory stays at one page.
+func (r *chunkRun) copyPEL(ctx context.Context, key, tmp, group string) (int64, error) {
+	var lost int64
+	start := "-"
+	for {
+		arr, err := r.read(ctx, r.src.B().Xpending().Key(key).Group(group).Start(start).End("+").Count(pelChunk).Build()).ToArray()
+		if err != nil {
+			if isNoGroup(err) { // destroyed since XINFO GROUPS: nothing pending
+				return lost, nil
+			}
+			return lost, rerr(ctx, err)
+		}
+		if len(arr) == 0 {
+			return lost, nil
+		}
+		cmds := make(valkey.Commands, 0, len(arr))
+		var last string
+		for _, e := range arr {
+			p, err := pendingEntry(e)
+			if err != nil {
+				return lost, err
+			}
+			cmds = append(cmds, r.dst.B().Xclaim().Key(tmp).Group(group).Consumer(p.consumer).MinIdleTime("0").
+				Id(p.id).Idle(p.idle).Retrycount(p.deliveries).Force().Justid().Build())
+			last = p.id
+		}
+		if err := ctx.Err(); err != nil {
+			return lost, err
+		}
+		for _, resp := range r.dst.DoMulti(context.WithoutCancel(ctx), cmds...) {
+			ids, err := resp.ToArray()
+			if err != nil {
+				return lost, fmt.Errorf("XCLAIM: %w", err)
+			}
+			if len(ids) == 0 {
+				lost++
+			}
+		}
+		if len(arr) < pelChunk {
+			return lost, nil
+		}
+		start = "(" + last
+	}
+}
+
+// pending is one entry of the extended XPENDING reply.
+type pending struct {
+	id, consumer     string
+	idle, deliveries int64
+}
+
+func pendingEntry(m valkey.ValkeyMessage) (pending, error) {
+	parts, err := m.ToArray()
+	if err != nil || len(parts) != 4 {
+		return pending{}, fmt.Errorf("unexpected XPENDING entry")
+	}
+	var p pending
+	var errs [4]error
+	p.id, errs[0] = parts[0].ToString()
+	p.consumer, errs[1] = parts[1].ToString()
+	p.idle, errs[2] = parts[2].AsInt64()
+	p.deliveries, errs[3] = parts[3].AsInt64()
+	if err := errors.Join(errs[:]...); err != nil {
+		return pending{}, fmt.Errorf("XPENDING entry: %w", err)
+	}
+	return p, nil
+}
+
+func isNoGroup(err error) bool {
+	verr, ok := valkey.IsValkeyErr(err)
+	return ok && strings.HasPrefix(verr.Error(), "NOGROUP")
 }
 
 // streamEntry reads one XRANGE entry: [id, [field, value, ...]].

@@ -369,6 +369,18 @@ type group struct {
 	name, lastDelivered string
 	entriesRead         int64 // -1: not reported
 	consumers           int64
+	pending             int64 // XINFO GROUPS
+	pel                 *pelSummary
+}
+
+// pelSummary is the summary form of XPENDING key group: the PEL's size,
+// its smallest and largest IDs and how many entries each consumer holds.
+// Idle times are not compared: they change.
+type pelSummary struct {
+	count      int64
+	minID      string
+	maxID      string
+	byConsumer map[string]int64
 }
 
 // fetch reads small values whole, one pipeline per side.
@@ -429,7 +441,98 @@ func fetch(ctx context.Context, c valkey.Client, keys, types []string) ([]value,
 			v.err = err
 		}
 	}
+	var sk []string
+	var sm []*streamMeta
+	for i := range keys {
+		if out[i].meta != nil && out[i].err == nil {
+			sk, sm = append(sk, keys[i]), append(sm, out[i].meta)
+		}
+	}
+	if err := readPELs(ctx, c, sk, sm); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if m := out[i].meta; m != nil && out[i].err == nil && m.err != nil {
+			out[i].err = m.err
+		}
+	}
 	return out, nil
+}
+
+// readPELs reads, in one pipeline, the XPENDING summary of every group of
+// metas that has pending entries (XINFO GROUPS says how many: a stream
+// without pending entries costs nothing more). A read error is the
+// stream's.
+func readPELs(ctx context.Context, c valkey.Client, keys []string, metas []*streamMeta) error {
+	var cmds valkey.Commands
+	type ref struct{ m, g int }
+	var refs []ref
+	for i, m := range metas {
+		if m.err != nil {
+			continue
+		}
+		for j, g := range m.groups {
+			if g.pending > 0 {
+				cmds = append(cmds, c.B().Xpending().Key(keys[i]).Group(g.name).Build())
+				refs = append(refs, ref{i, j})
+			}
+		}
+	}
+	if len(cmds) == 0 {
+		return nil
+	}
+	for n, r := range c.DoMulti(ctx, cmds...) {
+		m := metas[refs[n].m]
+		p, err := pelSummaryOf(r)
+		if err != nil {
+			if transportErr(err) {
+				return err
+			}
+			if m.err == nil {
+				m.err = fmt.Errorf("XPENDING %s: %w", m.groups[refs[n].g].name, err)
+			}
+			continue
+		}
+		m.groups[refs[n].g].pel = p
+	}
+	return nil
+}
+
+// pelSummaryOf reads XPENDING's summary: [count, min, max, [[consumer,
+// count], ...]] (min, max and the consumers are nil when nothing is
+// pending).
+func pelSummaryOf(r valkey.ValkeyResult) (*pelSummary, error) {
+	arr, err := r.ToArray()
+	if err != nil {
+		return nil, err
+	}
+	if len(arr) != 4 {
+		return nil, fmt.Errorf("unexpected XPENDING reply (%d elements)", len(arr))
+	}
+	p := &pelSummary{byConsumer: map[string]int64{}}
+	if p.count, err = arr[0].AsInt64(); err != nil {
+		return nil, err
+	}
+	p.minID, p.maxID = text(arr[1]), text(arr[2])
+	if arr[3].IsNil() {
+		return p, nil
+	}
+	consumers, err := arr[3].ToArray()
+	if err != nil {
+		return nil, err
+	}
+	for _, cm := range consumers {
+		pair, err := cm.ToArray()
+		if err != nil || len(pair) != 2 {
+			return nil, fmt.Errorf("unexpected XPENDING consumer")
+		}
+		n, err := pair[1].AsInt64()
+		if err != nil {
+			return nil, err
+		}
+		p.byConsumer[text(pair[0])] = n
+	}
+	return p, nil
 }
 
 func streamEntries(r valkey.ValkeyResult) ([]entry, error) {
@@ -469,6 +572,9 @@ func fetchStreamMeta(ctx context.Context, c valkey.Client, keys []string) ([]*st
 			return nil, err
 		}
 	}
+	if err := readPELs(ctx, c, keys, out); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
@@ -501,6 +607,9 @@ func streamMetaOf(info, groups valkey.ValkeyResult) *streamMeta {
 		}
 		if c, ok := gm["consumers"]; ok {
 			gr.consumers, _ = c.AsInt64()
+		}
+		if p, ok := gm["pending"]; ok {
+			gr.pending, _ = p.AsInt64()
 		}
 		m.groups = append(m.groups, gr)
 	}
@@ -708,11 +817,48 @@ func (v *run) diffStreamMeta(s, d *streamMeta) string {
 		case g.consumers != t.consumers:
 			diffs = append(diffs, fmt.Sprintf("consumer group %s: %d consumers on the source, %d on the target", gname, g.consumers, t.consumers))
 		}
+		if ok {
+			diffs = append(diffs, v.diffPEL(gname, g, t)...)
+		}
 	}
 	for _, name := range sortedKeys(dg) {
 		diffs = append(diffs, "consumer group "+v.name(name)+" only on the target")
 	}
 	return summarize(diffs, "stream metadata differs")
+}
+
+// diffPEL compares the pending entries lists of two groups of one name
+// by their XPENDING summaries: size, smallest and largest ID, entries per
+// consumer. Idle times and delivery counts are not compared.
+func (v *run) diffPEL(gname string, s, d group) []string {
+	sp, dp := s.pel, d.pel
+	if sp == nil {
+		sp = &pelSummary{count: s.pending}
+	}
+	if dp == nil {
+		dp = &pelSummary{count: d.pending}
+	}
+	var diffs []string
+	if sp.count != dp.count {
+		diffs = append(diffs, fmt.Sprintf("consumer group %s: %d pending entries on the source, %d on the target", gname, sp.count, dp.count))
+	}
+	if s.pel == nil || d.pel == nil {
+		return diffs // counts only: a side with nothing pending was not read
+	}
+	if sp.minID != dp.minID || sp.maxID != dp.maxID {
+		diffs = append(diffs, fmt.Sprintf("consumer group %s: pending IDs %s..%s on the source, %s..%s on the target", gname, sp.minID, sp.maxID, dp.minID, dp.maxID))
+	}
+	for _, c := range sortedKeys(sp.byConsumer) {
+		if n, m := sp.byConsumer[c], dp.byConsumer[c]; n != m {
+			diffs = append(diffs, fmt.Sprintf("consumer group %s: consumer %s holds %d pending entries on the source, %d on the target", gname, v.name(c), n, m))
+		}
+	}
+	for _, c := range sortedKeys(dp.byConsumer) {
+		if _, ok := sp.byConsumer[c]; !ok {
+			diffs = append(diffs, fmt.Sprintf("consumer group %s: consumer %s holds %d pending entries on the target, none on the source", gname, v.name(c), dp.byConsumer[c]))
+		}
+	}
+	return diffs
 }
 
 // diffString says where two strings first differ, without their content.
