@@ -534,7 +534,8 @@ func (d Deps) validate(ctx context.Context, j job.Job, started time.Time) (phase
 		return phase.ValidateOutput{}, err
 	}
 	defer s.Close()
-	rep, err := validation.Run(ctx, s.Source(), s.Target(), s.ValidationOptions(validation.Options{Log: d.Log}))
+	o := s.ValidationOptions(validation.Options{Log: d.Log, Always: d.largestKeys(ctx, j.ID)})
+	rep, err := validation.Run(ctx, s.Source(), s.Target(), o)
 	if err != nil {
 		return phase.ValidateOutput{}, err
 	}
@@ -553,8 +554,24 @@ func (d Deps) validate(ctx context.Context, j job.Job, started time.Time) (phase
 	}
 	d.Log.InfoContext(ctx, "validated", "jobId", j.ID, "passed", out.Passed, "issues", out.Issues,
 		"failedKeys", j.Counters.Failed, "keyCountDiscrepancyPct", out.KeyCountDiscrepancyPct,
-		"sampled", rep.Sample.Sampled, "ms", time.Since(started).Milliseconds())
+		"sampled", rep.Sample.Sampled, "always", rep.Sample.Always, "digest", rep.Sample.Digest,
+		"ms", time.Since(started).Milliseconds())
 	return out, nil
+}
+
+// largestKeys returns the largest keys the job's stored analysis report
+// found, which the validation compares besides its random sample
+// (workflow.LargestKeys); nil when the job has no analysis report, or it
+// cannot be read (logged): the random sample alone is compared then.
+func (d Deps) largestKeys(ctx context.Context, id string) []validation.KeyRef {
+	rep, err := workflow.LoadReport(ctx, d.Store, id)
+	if err != nil {
+		if !errors.Is(err, job.ErrNotFound) {
+			d.Log.WarnContext(ctx, "analysis report unreadable: validating the random sample only", "jobId", id, "error", err.Error())
+		}
+		return nil
+	}
+	return workflow.LargestKeys(rep)
 }
 
 // migration returns a command-mode migration job (the execute-chunk

@@ -32,6 +32,8 @@ type bigKey struct {
 	key  string
 	typ  string
 	n    int64
+	// first: a key of Options.Always, digested ahead of the others.
+	first bool
 }
 
 // compareSample draws the source sample and compares it key by key. Keys
@@ -43,6 +45,12 @@ func (v *run) compareSample(ctx context.Context) ([]bigKey, error) {
 	}
 	v.rep.Sample.Sampled = len(keys)
 	v.rep.Sample.Exhaustive = exhaustive
+	always, err := v.alwaysKeys(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	v.rep.Sample.Always = len(always)
+	keys = append(keys, always...)
 	var big []bigKey
 	for _, group := range byPair(keys) {
 		p := group[0].pair
@@ -127,7 +135,7 @@ func (v *run) compareBatch(ctx context.Context, p dbPair, scl, dcl valkey.Client
 		case s.typ == "string" && s.n <= FullMaxBytes, s.typ != "string" && s.n <= int64(v.o.FullMax):
 			small = append(small, i)
 		default:
-			big = append(big, bigKey{pair: p, key: k, typ: s.typ, n: s.n})
+			big = append(big, bigKey{pair: p, key: k, typ: s.typ, n: s.n, first: v.first[KeyRef{DB: p.src, Key: k}]})
 		}
 	}
 	if err := v.compareFull(ctx, p, scl, dcl, keys, sp, small); err != nil {

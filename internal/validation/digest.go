@@ -125,24 +125,43 @@ type digestResult struct {
 	withTTL int64
 }
 
-// digestQueue hands the big keys out to the digest workers: lane 0 takes
-// the largest key left, the other lanes the smallest. Smallest first
-// proves the most keys within a budget; alone it would leave the largest
-// sampled keys — those a copier moves in many chunks, where it is most
-// likely to go wrong — compared by count only in every run whose budget
-// does not cover the whole sample. With one lane from the top, the largest
-// keys are digested whenever the budget covers them, at the cost of one
-// worker in digestWorkers.
+// digestQueue hands the big keys out to the digest workers: first the
+// keys of Options.Always (bigKey.first), then the others; within each,
+// lane 0 takes the largest key left, the other lanes the smallest.
+// Smallest first proves the most keys within a budget; alone it would
+// leave the largest sampled keys — those a copier moves in many chunks,
+// where it is most likely to go wrong — compared by count only in every
+// run whose budget does not cover the whole sample. With one lane from the
+// top, the largest keys are digested whenever the budget covers them, at
+// the cost of one worker in digestWorkers. The keys asked for by name
+// (the largest the analysis found) go before any drawn at random, on
+// every lane, so that the budget reaches them first.
 type digestQueue struct {
-	mu     sync.Mutex
-	keys   []bigKey // by size
-	lo, hi int      // keys[lo:hi] are left
+	mu    sync.Mutex
+	tiers [2]digestTier // first, then the rest
+}
+
+// digestTier is one part of the queue: keys[lo:hi] are left, by size.
+type digestTier struct {
+	keys   []bigKey
+	lo, hi int
 }
 
 func newDigestQueue(big []bigKey) *digestQueue {
-	keys := slices.Clone(big)
-	slices.SortStableFunc(keys, func(a, b bigKey) int { return cmp.Compare(a.n, b.n) })
-	return &digestQueue{keys: keys, hi: len(keys)}
+	q := &digestQueue{}
+	for _, b := range big {
+		i := 1
+		if b.first {
+			i = 0
+		}
+		q.tiers[i].keys = append(q.tiers[i].keys, b)
+	}
+	for i := range q.tiers {
+		t := &q.tiers[i]
+		slices.SortStableFunc(t.keys, func(a, b bigKey) int { return cmp.Compare(a.n, b.n) })
+		t.hi = len(t.keys)
+	}
+	return q
 }
 
 // next returns the next key for a worker of the given lane; false when
@@ -150,15 +169,19 @@ func newDigestQueue(big []bigKey) *digestQueue {
 func (q *digestQueue) next(lane int) (bigKey, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.lo >= q.hi {
-		return bigKey{}, false
+	for i := range q.tiers {
+		t := &q.tiers[i]
+		if t.lo >= t.hi {
+			continue
+		}
+		if lane == 0 {
+			t.hi--
+			return t.keys[t.hi], true
+		}
+		t.lo++
+		return t.keys[t.lo-1], true
 	}
-	if lane == 0 {
-		q.hi--
-		return q.keys[q.hi], true
-	}
-	q.lo++
-	return q.keys[q.lo-1], true
+	return bigKey{}, false
 }
 
 // digestAll compares the big keys by digest within the budget, in the

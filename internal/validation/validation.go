@@ -106,6 +106,17 @@ type Options struct {
 	// "" (or a Match of "*") filters nothing.
 	Match string
 	Type  string
+	// Always are source keys compared in addition to the sample, whether
+	// or not it draws them: typically the largest keys the analysis found,
+	// which a random sample of a few hundred keys almost never reaches.
+	// A key is dropped when its database is not validated (DBs) or the
+	// filter (Match, Type) does not select it; a key the sample drew is
+	// compared once; one gone from the source is not an issue (it counts
+	// as vanished). In the target database the TargetDB mapping gives.
+	// They are compared like sampled keys (in full, or by digest), and
+	// ahead of every other key in the digest phase, so that its budget
+	// reaches them first. Report.Sample.Always counts those added.
+	Always []KeyRef
 	// Baseline, when set, compares the target's load figures after the
 	// migration with the snapshots taken before it.
 	Baseline *BaselineCheck
@@ -211,6 +222,10 @@ type SampleStats struct {
 	// Requested is Options.Sample; Sampled the distinct source keys drawn.
 	Requested int `json:"requested"`
 	Sampled   int `json:"sampled"`
+	// Always counts the keys of Options.Always compared in addition to
+	// the Sampled ones: those in a validated database that the filter
+	// selects and the sample did not draw.
+	Always int `json:"always"`
 	// Exhaustive: the source held no more keys than requested (with a
 	// filter: matching keys), so every such key was compared (SCAN
 	// instead of RANDOMKEY).
@@ -230,6 +245,13 @@ type SampleStats struct {
 	DigestMs       int64 `json:"digestMs"`
 	// Shards: keys drawn per master and database, on each side.
 	Shards []ShardSample `json:"shards"`
+}
+
+// KeyRef names one source key: its database (on the source; the target's
+// is Options.TargetDB's) and its name.
+type KeyRef struct {
+	DB  int    `json:"db"`
+	Key string `json:"key"`
 }
 
 // ShardSample counts the keys drawn from one master and database.
@@ -343,7 +365,7 @@ func Run(ctx context.Context, src, dst Conn, o Options) (Report, error) {
 	if err := ctx.Err(); err != nil {
 		return rep, err
 	}
-	o.Log.Info("sample compared", "sampled", rep.Sample.Sampled, "full", rep.Sample.Full,
+	o.Log.Info("sample compared", "sampled", rep.Sample.Sampled, "always", rep.Sample.Always, "full", rep.Sample.Full,
 		"digest", rep.Sample.Digest, "countOnly", rep.Sample.CountOnly, "digestMs", rep.Sample.DigestMs)
 
 	if o.Baseline != nil {
@@ -372,6 +394,9 @@ type run struct {
 	// passes: with a filter, the filtered SCAN of every shard (key count
 	// and sample); nil without.
 	passes map[shardID]*pass
+	// first: the keys of Options.Always that may be compared, digested
+	// ahead of the others.
+	first map[KeyRef]bool
 }
 
 // dbPair is a source database and the target database it maps to.

@@ -156,6 +156,9 @@ func (l *Local) Run(ctx context.Context, req RunRequest) (RunOutcome, error) {
 		st.validate = func(ctx context.Context, id string, s *session) error {
 			o := s.validationOptions(req.Validation)
 			o.Log = l.log()
+			if o.Always == nil {
+				o.Always = l.largestKeys(ctx, id, rep)
+			}
 			if !migrationStart.IsZero() {
 				o.Baseline = &validation.BaselineCheck{Store: l.Store, JobID: id, MigrationStart: migrationStart}
 			}
@@ -219,6 +222,53 @@ func (l *Local) endAnalysis(ctx context.Context, id string, cause error) (Outcom
 	}
 	j := l.finish(ctx, id, to, cause)
 	return Outcome{Job: j}, cause
+}
+
+// MaxLargestKeys bounds the keys LargestKeys returns.
+const MaxLargestKeys = 20
+
+// LargestKeys returns the largest keys of the analysis report's sample, by
+// memory and by element count alternately, each key once, at most
+// MaxLargestKeys: the keys a validation compares besides its random
+// sample (validation.Options.Always), which on a dataset of many small
+// keys and a few huge ones almost never draws the huge ones. nil for a
+// nil report.
+func LargestKeys(rep *analysis.Report) []validation.KeyRef {
+	if rep == nil {
+		return nil
+	}
+	var out []validation.KeyRef
+	seen := map[validation.KeyRef]bool{}
+	mem, elems := rep.LargestKeys.ByMemory, rep.LargestKeys.ByElements
+	for i := 0; i < max(len(mem), len(elems)) && len(out) < MaxLargestKeys; i++ {
+		for _, list := range [][]analysis.KeyInfo{mem, elems} {
+			if i >= len(list) || len(out) >= MaxLargestKeys {
+				continue
+			}
+			k := validation.KeyRef{DB: list[i].DB, Key: list[i].Key}
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// largestKeys returns LargestKeys of the job's analysis report: rep, or
+// the one stored with the job when rep is nil (a resumed job). Without a
+// report, nil: the validation compares its sample only.
+func (l *Local) largestKeys(ctx context.Context, id string, rep *analysis.Report) []validation.KeyRef {
+	if rep == nil {
+		var err error
+		if rep, err = LoadReport(ctx, l.Store, id); err != nil {
+			if !errors.Is(err, job.ErrNotFound) {
+				l.log().Warn("analysis report unreadable: validating the random sample only", "job", id, "error", err.Error())
+			}
+			return nil
+		}
+	}
+	return LargestKeys(rep)
 }
 
 // LoadReport reads the analysis report stored with a job.

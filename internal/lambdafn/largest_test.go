@@ -1,0 +1,97 @@
+package lambdafn_test
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/kvmigrate/kvmigrate/internal/job"
+	"github.com/kvmigrate/kvmigrate/internal/kvtest"
+	"github.com/kvmigrate/kvmigrate/internal/lambdafn"
+	"github.com/kvmigrate/kvmigrate/internal/phase"
+	"github.com/kvmigrate/kvmigrate/internal/validation"
+)
+
+// The validate function and a revalidation (the API's) compare the
+// largest keys of the job's stored analysis report besides their random
+// sample: with 20,000 small strings and four big keys, the sample of 500
+// alone draws a given big key about once in 40 runs.
+func TestValidateComparesTheLargestKeysOfTheAnalysis(t *testing.T) {
+	ctx := context.Background()
+	src := kvtest.StartServer(t, kvtest.Require(t, "redis-7.0"))
+	dst := kvtest.StartServer(t, kvtest.Require(t, "valkey-8.0"))
+	sc, dc := src.Client(t), dst.Client(t)
+	var cmds valkey.Commands
+	for i := range 20_000 {
+		cmds = append(cmds, sc.B().Set().Key("small:"+strconv.Itoa(i)).Value("v").Build())
+	}
+	for i := 0; i < 50_000; i += 1000 {
+		h := sc.B().Hset().Key("big:hash").FieldValue()
+		for j := i; j < i+1000; j++ {
+			h = h.FieldValue("field:"+strconv.Itoa(j), "value:"+strconv.Itoa(j))
+		}
+		cmds = append(cmds, h.Build())
+	}
+	for i := 0; i < 100_000; i += 1000 {
+		els := make([]string, 1000)
+		for j := range els {
+			els[j] = "el:" + strconv.Itoa(i+j)
+		}
+		cmds = append(cmds, sc.B().Rpush().Key("big:list").Element(els...).Build())
+	}
+	for _, r := range sc.DoMulti(ctx, cmds...) {
+		require.NoError(t, r.Error())
+	}
+
+	store := job.NewMemory()
+	d := lambdafn.Deps{Store: store, Secrets: lambdafn.StaticSecrets{}}
+	id := job.NewID()
+	_, err := lambdafn.Analyze(d)(ctx, phase.AnalyzeInput{
+		JobID:   id,
+		Source:  phase.Endpoint{URL: "redis://" + src.Addr()},
+		Target:  phase.Endpoint{URL: "valkey://" + dst.Addr()},
+		Options: phase.Options{Mode: phase.ModeCommand, SampleSize: phase.MaxSampleSize},
+	})
+	require.NoError(t, err)
+	plan, err := lambdafn.Plan(d)(ctx, phase.PlanInput{JobID: id, Action: phase.ActionPlan})
+	require.NoError(t, err)
+	for _, in := range plan.Shards {
+		for done := false; !done; {
+			out, err := lambdafn.Chunk(d)(ctx, in)
+			require.NoError(t, err)
+			in, done = out.ChunkInput, out.Done
+		}
+	}
+	report := func() validation.Report {
+		t.Helper()
+		body, err := store.Report(ctx, id, job.ReportValidation)
+		require.NoError(t, err)
+		var rep validation.Report
+		require.NoError(t, json.Unmarshal(body, &rep))
+		return rep
+	}
+
+	out, err := lambdafn.Validate(d)(ctx, phase.ValidateInput{JobID: id})
+	require.NoError(t, err)
+	assert.True(t, out.Passed)
+	rep := report()
+	assert.Equal(t, 2, rep.Sample.Digest, "the hash and the list by digest")
+	assert.Positive(t, rep.Sample.Always)
+	assert.Empty(t, rep.CountOnly)
+
+	_, err = store.Transition(ctx, id, job.StatusSucceeded, nil)
+	require.NoError(t, err)
+	require.NoError(t, dc.Do(ctx, dc.B().Hset().Key("big:hash").FieldValue().FieldValue("field:38117", "changed").Build()).Error())
+	out, err = lambdafn.Revalidate(d)(ctx, id)
+	require.NoError(t, err)
+	assert.False(t, out.Passed)
+	rep = report()
+	require.Len(t, rep.Issues, 1)
+	assert.Equal(t, validation.IssueDigest, rep.Issues[0].Kind)
+	assert.Equal(t, "big:hash", rep.Issues[0].Key)
+}
