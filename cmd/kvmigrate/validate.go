@@ -173,8 +173,12 @@ func renderValidation(w io.Writer, source, target string, rep validation.Report)
 	if rep.Filter != nil {
 		how += ", matching keys only"
 	}
-	fmt.Fprintf(w, "\nsample (%s): %d source keys: %d compared in full, %d by digest, %d by count only",
-		how, s.Sampled, s.Full, s.Digest, s.CountOnly)
+	keys := fmt.Sprintf("%d source keys", s.Sampled)
+	if s.Always > 0 {
+		keys = fmt.Sprintf("%d source keys and the analysis's %d largest", s.Sampled, s.Always)
+	}
+	fmt.Fprintf(w, "\nsample (%s): %s: %d compared in full, %d by digest, %d by count only",
+		how, keys, s.Full, s.Digest, s.CountOnly)
 	if s.Vanished > 0 {
 		fmt.Fprintf(w, ", %d expired or deleted meanwhile", s.Vanished)
 	}
