@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/kvmigrate/kvmigrate/internal/job"
 	"github.com/kvmigrate/kvmigrate/internal/lambdafn"
 	"github.com/kvmigrate/kvmigrate/internal/phase"
 )
@@ -131,12 +130,4 @@ func check(in phase.AnalyzeInput, rename map[string]string) error {
 		return badRequest(field, "%s", strings.Replace(fe.Error(), fe.Field, field, 1))
 	}
 	return &httpError{status: 400, err: err}
-}
-
-// kindOf is the job kind an input starts.
-func kindOf(in phase.AnalyzeInput) job.Kind {
-	if in.Options.AnalysisOnly {
-		return job.KindAnalysis
-	}
-	return job.KindMigration
 }

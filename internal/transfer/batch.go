@@ -347,7 +347,7 @@ func (r *chunkRun) fallBack(ctx context.Context, it dumpItem, why string) {
 		r.fail(it.key, errUnsupportedType(it.kind))
 		return
 	}
-	r.stream(ctx, keyJob{key: it.key, kind: it.kind, size: it.size})
+	r.stream(ctx, keyJob(it))
 }
 
 func isBusyKey(err error) bool {
