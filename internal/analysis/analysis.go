@@ -61,6 +61,9 @@ type Options struct {
 	// Report.Filter). "" (or a Match of "*") filters nothing.
 	Match string
 	Type  string
+	// NoSweep turns the big-key sweep off (see LargestKeys.Sweep): the
+	// largest keys then come from the sample alone.
+	NoSweep bool
 }
 
 // Check validates o.

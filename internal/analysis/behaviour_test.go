@@ -76,7 +76,8 @@ func TestAnalysisWritesNothingAndScansLightly(t *testing.T) {
 	require.NoError(t, err)
 	do(t, sc, "HSET", "fieldttl", "a", "1", "b", "2")
 	do(t, sc, "HPEXPIRE", "fieldttl", "600000", "FIELDS", "1", "a")
-	seedStrings(t, dc, "k", 10, 10, noTTL) // the target is not empty: overlap is looked up
+	seedStrings(t, dc, "k", 10, 10, noTTL)     // the target is not empty: overlap is looked up
+	seedStrings(t, sc, "pad", 3000, 10, noTTL) // more keys than the sample: the big-key sweep runs
 
 	beforeSrc, beforeDst := commandCalls(t, sc), commandCalls(t, dc)
 	dirtySrc, dirtyDst := dirty(t, sc), dirty(t, dc)
@@ -85,10 +86,16 @@ func TestAnalysisWritesNothingAndScansLightly(t *testing.T) {
 	entry, _ := newest[0].ToArray()
 	lastID, _ := entry[0].AsInt64()
 
-	r := analyze(t, src.URL(), dst.URL(), analysis.Options{Sample: analysis.MinSample})
+	r := analyze(t, src.URL(), dst.URL(), analysis.Options{Sample: 2*analysis.MinSample + 3000})
 	require.Positive(t, r.Sample.Sampled)
 	require.Positive(t, r.HashFieldTTL.HashesWithTTL, "the field TTL check ran")
 	require.Positive(t, r.Overlap.Checked, "the overlap check ran")
+	// A sample of part of the keys: the big-key sweep runs.
+	sw := analyze(t, src.URL(), dst.URL(), analysis.Options{Sample: analysis.MinSample})
+	require.False(t, sw.Sample.Complete)
+	require.NotNil(t, sw.LargestKeys.Sweep)
+	require.True(t, sw.LargestKeys.Sweep.Complete, "the big-key sweep ran")
+	require.Positive(t, sw.LargestKeys.Sweep.Shards[0].Found)
 	// A filtered analysis SCANs twice per page (the census): also no write.
 	fr := analyze(t, src.URL(), dst.URL(), analysis.Options{Sample: analysis.MinSample, Match: "hash:*", Type: "hash"})
 	require.NotNil(t, fr.Filter)
@@ -117,7 +124,7 @@ func TestAnalysisWritesNothingAndScansLightly(t *testing.T) {
 	// Every SCAN of the source has a COUNT.
 	log, err := sc.Do(ctx, sc.B().SlowlogGet().Count(-1).Build()).ToArray()
 	require.NoError(t, err)
-	scans := 0
+	scans, typed := 0, 0
 	for _, e := range log {
 		f, err := e.ToArray()
 		require.NoError(t, err)
@@ -129,9 +136,13 @@ func TestAnalysisWritesNothingAndScansLightly(t *testing.T) {
 		if strings.EqualFold(args[0], "SCAN") {
 			scans++
 			assert.Contains(t, strings.ToUpper(strings.Join(args, " ")), " COUNT ", "%v", args)
+			if strings.Contains(strings.ToUpper(strings.Join(args, " ")), " TYPE ") {
+				typed++
+			}
 		}
 	}
 	assert.Positive(t, scans)
+	assert.Positive(t, typed, "the sweep's SCANs filter by type on the server")
 }
 
 func TestCommandDistributionComesFromTheServersLogs(t *testing.T) {

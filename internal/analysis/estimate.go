@@ -107,15 +107,18 @@ func (a *analyzer) summarize(r *Report, plan []shardPlan, results []shardResult,
 			}
 		}
 		for _, k := range res.byMem {
-			r.LargestKeys.ByMemory = keepTop(r.LargestKeys.ByMemory, k, func(k KeyInfo) int64 { return k.Bytes })
+			r.LargestKeys.ByMemory = keepTopUnique(r.LargestKeys.ByMemory, k, largest, bytesOf)
 		}
 		for _, k := range res.byElems {
-			r.LargestKeys.ByElements = keepTop(r.LargestKeys.ByElements, k, func(k KeyInfo) int64 { return k.Elements })
+			r.LargestKeys.ByElements = keepTopUnique(r.LargestKeys.ByElements, k, largest, elementsOf)
 		}
 		if !seenTDB[p.tdb] {
 			seenTDB[p.tdb] = true
 			r.Overlap.TargetKeys += d.info.Keyspace[p.tdb]
 		}
+	}
+	if !a.opts.NoSweep {
+		a.summarizeSweep(r, plan, results)
 	}
 	if r.LargestKeys.ByMemory == nil {
 		r.LargestKeys.ByMemory = []KeyInfo{}

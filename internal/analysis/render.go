@@ -123,13 +123,14 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 
 	if len(r.LargestKeys.ByMemory) > 0 {
-		p("\nLargest sampled keys by memory\n")
+		p("\nLargest keys by memory\n")
 		keyTable(bw, r.LargestKeys.ByMemory)
 	}
 	if len(r.LargestKeys.ByElements) > 0 {
-		p("\nLargest sampled keys by elements\n")
+		p("\nLargest keys by elements\n")
 		keyTable(bw, r.LargestKeys.ByElements)
 	}
+	writeSweep(bw, r.LargestKeys.Sweep)
 
 	h := r.HashFieldTTL
 	p("\nHash field TTLs: ")
@@ -210,9 +211,44 @@ func maxMemory(n int64) string {
 
 func keyTable(w io.Writer, keys []KeyInfo) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  KEY\tTYPE\tMEMORY\tELEMENTS\tMASTER\tDB\t")
+	fmt.Fprintln(tw, "  KEY\tTYPE\tMEMORY\tELEMENTS\tMASTER\tDB\tFOUND BY\t")
 	for _, k := range keys {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t\n", DisplayKey(k.Key), k.Type, humanBytes(k.Bytes), num(k.Elements), k.Node, k.DB)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%s\t\n", DisplayKey(k.Key), k.Type, humanBytes(k.Bytes), num(k.Elements), k.Node, k.DB, k.FoundBy)
+	}
+	tw.Flush()
+}
+
+// writeSweep says how far the big-key sweep got, so that a reader knows
+// whether the largest keys are exhaustive.
+func writeSweep(w io.Writer, sw *KeySweep) {
+	if sw == nil {
+		fmt.Fprintf(w, "Big-key sweep: off (the largest keys are the sample's)\n")
+		return
+	}
+	types := strings.Join(sw.Types, ", ")
+	switch {
+	case len(sw.Types) == 0:
+		fmt.Fprintf(w, "Big-key sweep: nothing to sweep (strings only; their largest are the sample's)\n")
+		return
+	case sw.Complete:
+		fmt.Fprintf(w, "Big-key sweep: complete (%s on every master): the largest keys by elements are exhaustive\n", types)
+		return
+	case sw.StoppedBy != "":
+		fmt.Fprintf(w, "Big-key sweep: INCOMPLETE, stopped by the time budget (%s): keys beyond it may be larger\n", types)
+	default:
+		fmt.Fprintf(w, "Big-key sweep: INCOMPLETE (%s): %s\n", types, sw.Note)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  MASTER\tDB\tSWEPT\tCOMPOUND KEYS FOUND\t")
+	for _, sh := range sw.Shards {
+		state := "complete"
+		switch {
+		case !sh.Swept:
+			state = "skipped"
+		case !sh.Complete:
+			state = fmt.Sprintf("about %.0f %%", 100*sh.Fraction)
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t\n", sh.Node, sh.DB, state, num(sh.Found))
 	}
 	tw.Flush()
 }

@@ -309,12 +309,57 @@ type KeyInfo struct {
 	Bytes int64 `json:"bytes"`
 	// Elements: fields, members, entries; bytes for strings.
 	Elements int64 `json:"elements"`
+	// FoundBy is FoundBySample ("sample") or FoundBySweep ("sweep": the
+	// big-key sweep found it, whether or not the sample did too).
+	FoundBy string `json:"foundBy,omitempty"`
 }
 
-// LargestKeys are the biggest keys of the sample.
+// LargestKeys are the biggest keys of the sample and of the big-key sweep.
 type LargestKeys struct {
 	ByMemory   []KeyInfo `json:"byMemory"`
 	ByElements []KeyInfo `json:"byElements"` // compound types only
+	// Sweep says how far the big-key sweep got: when it is Complete, the
+	// compound keys listed here are the largest by elements of every
+	// copied key, not only of the sample. Absent when the sweep was off.
+	Sweep *KeySweep `json:"sweep,omitempty"`
+}
+
+// KeySweep is the big-key sweep: every shard SCANned once per compound
+// type with the server filtering by type (and by the copy's --match),
+// the element count of every key it returns, and MEMORY USAGE of the
+// longest Top keys of each shard. It shares the sample's time budget and
+// rate limit. Strings are not swept (the sample's string lengths are in
+// the lists).
+type KeySweep struct {
+	// Complete: every shard was swept to its end (or its sample saw every
+	// key), so the compound keys ranked by elements are exhaustive.
+	Complete bool `json:"complete"`
+	// StoppedBy is "timeBudget" when the time budget ran out first.
+	StoppedBy string `json:"stoppedBy,omitempty"`
+	// Types are the types swept: the compound types, or the --type
+	// filter's.
+	Types []string `json:"types"`
+	// Top is how many keys each shard keeps (the longest).
+	Top    int          `json:"top"`
+	Shards []SweepShard `json:"shards"`
+	// Note says why the sweep was skipped or is partial (permissions, a
+	// server without SCAN TYPE).
+	Note string `json:"note,omitempty"`
+}
+
+// SweepShard is how far the sweep of one (source master, database) got.
+type SweepShard struct {
+	Node string `json:"node"`
+	DB   int    `json:"db"`
+	// Swept is false when the sweep of this shard was skipped (see Note).
+	Swept    bool `json:"swept"`
+	Complete bool `json:"complete"`
+	// Found counts the compound keys the SCANs returned.
+	Found int64 `json:"found"`
+	// Fraction is about how much of the shard's keyspace the SCANs looked
+	// at, over the types swept (1 when Complete): SCAN calls × COUNT,
+	// at most the shard's key count per type.
+	Fraction float64 `json:"fraction"`
 }
 
 // FieldTTL is what the analysis found of hash field expiry on the source.

@@ -60,6 +60,8 @@ type shardResult struct {
 	examples          []string
 
 	byMem, byElems []KeyInfo
+
+	sweep sweepResult
 }
 
 // sampleAll samples every shard, masters in parallel and the databases of
@@ -97,6 +99,22 @@ func (a *analyzer) sampleAll(ctx context.Context, s, d *sideData, plan []shardPl
 				stopped = stopped || over
 				if err != nil && firstErr == nil {
 					firstErr = fmt.Errorf("sample %s db %d: %w", plan[i].node, plan[i].db, err)
+					cancel()
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+			if a.opts.NoSweep {
+				return
+			}
+			for _, i := range byNode[node] {
+				sw, err := a.sweep(runCtx, s, plan[i], results[i], deadline)
+				mu.Lock()
+				results[i].sweep = sw
+				if err != nil && firstErr == nil {
+					firstErr = fmt.Errorf("sweep %s db %d: %w", plan[i].node, plan[i].db, err)
 					cancel()
 				}
 				mu.Unlock()
@@ -315,7 +333,7 @@ func (a *analyzer) probe(ctx context.Context, side string, node, target valkey.C
 		res.sampled++
 		res.types[kind]++
 		addTTL(&res.ttl, pttl)
-		infos[i] = KeyInfo{Key: k, Type: kind, Node: p.node, DB: p.db}
+		infos[i] = KeyInfo{Key: k, Type: kind, Node: p.node, DB: p.db, FoundBy: FoundBySample}
 		if mem {
 			n, err := replies[i*per+2].AsInt64()
 			switch {
@@ -366,7 +384,6 @@ func (a *analyzer) probe(ctx context.Context, side string, node, target valkey.C
 		replies = node.DoMulti(ctx, cmds...)
 	}
 	var ttlCmds valkey.Commands
-	var ttlOf []int // key index of each HPEXPIRETIME
 	for _, sl := range slots {
 		n, err := replies[sl.lenAt].AsInt64()
 		if _, fatal := a.optional(side, lenCommands[kinds[sl.i]], err); fatal != nil {
@@ -398,7 +415,6 @@ func (a *analyzer) probe(ctx context.Context, side string, node, target valkey.C
 			fields = fields[:hfeFields]
 		}
 		ttlCmds = append(ttlCmds, b.Hpexpiretime().Key(keys[sl.i]).Fields().Numfields(int64(len(fields))).Field(fields...).Build())
-		ttlOf = append(ttlOf, sl.i)
 	}
 	if len(ttlCmds) > 0 {
 		if err := a.srcLim.wait(ctx, len(ttlCmds)); err != nil {
@@ -516,14 +532,19 @@ func keepTop(list []KeyInfo, k KeyInfo, size func(KeyInfo) int64) []KeyInfo {
 		return list
 	}
 	list = append(list, k)
+	sortKeys(list, size)
+	if len(list) > largest {
+		list = list[:largest]
+	}
+	return list
+}
+
+// sortKeys sorts list by size descending, then key.
+func sortKeys(list []KeyInfo, size func(KeyInfo) int64) {
 	sort.SliceStable(list, func(i, j int) bool {
 		if size(list[i]) != size(list[j]) {
 			return size(list[i]) > size(list[j])
 		}
 		return list[i].Key < list[j].Key
 	})
-	if len(list) > largest {
-		list = list[:largest]
-	}
-	return list
 }

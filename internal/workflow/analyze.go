@@ -227,7 +227,7 @@ func (l *Local) endAnalysis(ctx context.Context, id string, cause error) (Outcom
 // MaxLargestKeys bounds the keys LargestKeys returns.
 const MaxLargestKeys = 20
 
-// LargestKeys returns the largest keys of the analysis report's sample, by
+// LargestKeys returns the analysis report's largest keys (its sample's and its big-key sweep's), by
 // memory and by element count alternately, each key once, at most
 // MaxLargestKeys: the keys a validation compares besides its random
 // sample (validation.Options.Always), which on a dataset of many small
