@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kvmigrate/kvmigrate/internal/kvtest"
+	"github.com/kvmigrate/kvmigrate/internal/topology"
 )
 
 func TestGlobRegexp(t *testing.T) {
@@ -42,11 +43,11 @@ func TestGlobRegexp(t *testing.T) {
 			require.NoError(t, err, expr)
 			for _, k := range tt.match {
 				assert.True(t, re.MatchString(k), "%q should match %q (%s)", tt.glob, k, expr)
-				assert.True(t, redisMatch(tt.glob, k), "the reference matcher disagrees on %q %q", tt.glob, k)
+				assert.True(t, topology.MatchGlob(tt.glob, k), "the reference matcher disagrees on %q %q", tt.glob, k)
 			}
 			for _, k := range tt.no {
 				assert.False(t, re.MatchString(k), "%q should not match %q (%s)", tt.glob, k, expr)
-				assert.False(t, redisMatch(tt.glob, k), "the reference matcher disagrees on %q %q", tt.glob, k)
+				assert.False(t, topology.MatchGlob(tt.glob, k), "the reference matcher disagrees on %q %q", tt.glob, k)
 			}
 		})
 	}
@@ -114,7 +115,7 @@ func FuzzGlobRegexp(f *testing.F) {
 		re, err := regexp.Compile(expr)
 		require.NoError(t, err, "%q -> %s", glob, expr)
 		if ascii(glob) && ascii(key) && key != "" { // see GlobRegexp on the empty key
-			assert.Equal(t, redisMatch(glob, key), re.MatchString(key), "%q on %q (%s)", glob, key, expr)
+			assert.Equal(t, topology.MatchGlob(glob, key), re.MatchString(key), "%q on %q (%s)", glob, key, expr)
 		}
 	})
 }
@@ -126,87 +127,4 @@ func ascii(s string) bool {
 		}
 	}
 	return true
-}
-
-// redisMatch is a port of Redis's stringmatchlen (util.c, case-sensitive),
-// byte for byte: the reference the fuzz test compares with.
-func redisMatch(pattern, str string) bool {
-	p, s := []byte(pattern), []byte(str)
-	for len(p) > 0 && len(s) > 0 {
-		switch p[0] {
-		case '*':
-			for len(p) > 1 && p[1] == '*' {
-				p = p[1:]
-			}
-			if len(p) == 1 {
-				return true
-			}
-			for len(s) > 0 {
-				if redisMatch(string(p[1:]), string(s)) {
-					return true
-				}
-				s = s[1:]
-			}
-			return false
-		case '?':
-			s = s[1:]
-		case '[':
-			p = p[1:]
-			not := len(p) > 0 && p[0] == '^'
-			if not {
-				p = p[1:]
-			}
-			match := false
-			for {
-				if len(p) >= 2 && p[0] == '\\' {
-					p = p[1:]
-					if p[0] == s[0] {
-						match = true
-					}
-				} else if len(p) > 0 && p[0] == ']' {
-					break
-				} else if len(p) == 0 {
-					p = append([]byte{0}, p...) // Redis steps back; the loop below steps on
-					break
-				} else if len(p) >= 3 && p[1] == '-' {
-					lo, hi := p[0], p[2]
-					if lo > hi {
-						lo, hi = hi, lo
-					}
-					p = p[2:]
-					if s[0] >= lo && s[0] <= hi {
-						match = true
-					}
-				} else if p[0] == s[0] {
-					match = true
-				}
-				p = p[1:]
-			}
-			if not {
-				match = !match
-			}
-			if !match {
-				return false
-			}
-			s = s[1:]
-		case '\\':
-			if len(p) >= 2 {
-				p = p[1:]
-			}
-			fallthrough
-		default:
-			if p[0] != s[0] {
-				return false
-			}
-			s = s[1:]
-		}
-		p = p[1:]
-		if len(s) == 0 {
-			for len(p) > 0 && p[0] == '*' {
-				p = p[1:]
-			}
-			break
-		}
-	}
-	return len(p) == 0 && len(s) == 0
 }

@@ -19,3 +19,16 @@ func TestKeyFilters(t *testing.T) {
 	assert.Equal(t, `--match "a\"b\n"`, FilterFlags("a\"b\n", ""))
 	assert.Equal(t, `--type zset`, FilterFlags("", "zset"))
 }
+
+func TestMatchGlobFollowsRedis(t *testing.T) {
+	for _, c := range []struct {
+		pattern, key string
+		want         bool
+	}{
+		{"user:*", "user:1", true}, {"user:*", "users", false}, {"*", "", false}, {"", "", true},
+		{"h?llo", "hallo", true}, {"h[^e]llo", "hello", false}, {"h[a-b]llo", "hbllo", true},
+		{"h[b-a]llo", "hallo", true}, {`a\*b`, "a*b", true}, {`a\*b`, "axb", false}, {"a[", "a[", false},
+	} {
+		assert.Equal(t, c.want, MatchGlob(c.pattern, c.key), "%q ~ %q", c.pattern, c.key)
+	}
+}

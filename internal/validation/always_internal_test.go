@@ -11,6 +11,7 @@ import (
 	"github.com/valkey-io/valkey-go"
 
 	"github.com/kvmigrate/kvmigrate/internal/kvtest"
+	"github.com/kvmigrate/kvmigrate/internal/topology"
 )
 
 func TestDigestQueueNamedKeysFirst(t *testing.T) {
@@ -37,7 +38,7 @@ func TestDigestQueueNamedKeysFirst(t *testing.T) {
 	assert.False(t, ok, "every key handed out once")
 }
 
-// TestGlobMatchAgreesWithScan checks globMatch against the server's own
+// TestGlobMatchAgreesWithScan checks topology.MatchGlob against the server's own
 // SCAN MATCH on the same keys and patterns.
 func TestGlobMatchAgreesWithScan(t *testing.T) {
 	t.Parallel()
@@ -68,7 +69,7 @@ func TestGlobMatchAgreesWithScan(t *testing.T) {
 		}
 		var got []string
 		for _, k := range keys {
-			if p == "*" || globMatch(p, k) { // SCAN does not match with "*" (withDefaults clears it)
+			if p == "*" || topology.MatchGlob(p, k) { // SCAN does not match with "*" (withDefaults clears it)
 				got = append(got, k)
 			}
 		}
