@@ -3,12 +3,10 @@ package lambdafn_test
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/valkey-io/valkey-go"
 
 	"github.com/kvmigrate/kvmigrate/internal/job"
 	"github.com/kvmigrate/kvmigrate/internal/kvtest"
@@ -26,27 +24,7 @@ func TestValidateComparesTheLargestKeysOfTheAnalysis(t *testing.T) {
 	src := kvtest.StartServer(t, kvtest.Require(t, "redis-7.0"))
 	dst := kvtest.StartServer(t, kvtest.Require(t, "valkey-8.0"))
 	sc, dc := src.Client(t), dst.Client(t)
-	var cmds valkey.Commands
-	for i := range 20_000 {
-		cmds = append(cmds, sc.B().Set().Key("small:"+strconv.Itoa(i)).Value("v").Build())
-	}
-	for i := 0; i < 50_000; i += 1000 {
-		h := sc.B().Hset().Key("big:hash").FieldValue()
-		for j := i; j < i+1000; j++ {
-			h = h.FieldValue("field:"+strconv.Itoa(j), "value:"+strconv.Itoa(j))
-		}
-		cmds = append(cmds, h.Build())
-	}
-	for i := 0; i < 100_000; i += 1000 {
-		els := make([]string, 1000)
-		for j := range els {
-			els[j] = "el:" + strconv.Itoa(i+j)
-		}
-		cmds = append(cmds, sc.B().Rpush().Key("big:list").Element(els...).Build())
-	}
-	for _, r := range sc.DoMulti(ctx, cmds...) {
-		require.NoError(t, r.Error())
-	}
+	kvtest.SeedSmallAndBig(t, sc)
 
 	store := job.NewMemory()
 	d := lambdafn.Deps{Store: store, Secrets: lambdafn.StaticSecrets{}}
@@ -80,7 +58,7 @@ func TestValidateComparesTheLargestKeysOfTheAnalysis(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, out.Passed)
 	rep := report()
-	assert.Equal(t, 2, rep.Sample.Digest, "the hash and the list by digest")
+	assert.Equal(t, len(kvtest.BigKeys), rep.Sample.Digest, "every big key by digest")
 	assert.Positive(t, rep.Sample.Always)
 	assert.Empty(t, rep.CountOnly)
 

@@ -16,50 +16,8 @@ import (
 	"github.com/kvmigrate/kvmigrate/internal/workflow"
 )
 
-// The big keys of seedSmallAndBig, with their element counts.
-var bigKeys = map[string]int64{"big:hash": 50_000, "big:list": 100_000, "big:set": 20_000, "big:zset": 20_000}
-
-// seedSmallAndBig writes 20,000 small strings and four big keys: a
-// 50,000-field hash, a 100,000-element list, a 20,000-member set and a
-// 20,000-member sorted set.
-func seedSmallAndBig(t *testing.T, c valkey.Client) {
-	t.Helper()
-	var cmds valkey.Commands
-	flush := func() {
-		do(t, c, cmds...)
-		cmds = cmds[:0]
-	}
-	for i := range 20_000 {
-		cmds = append(cmds, c.B().Set().Key("small:"+strconv.Itoa(i)).Value("v"+strconv.Itoa(i)).Build())
-		if len(cmds) == 1000 {
-			flush()
-		}
-	}
-	for i := 0; i < 50_000; i += 1000 {
-		h := c.B().Hset().Key("big:hash").FieldValue()
-		for j := i; j < i+1000; j++ {
-			h = h.FieldValue("field:"+strconv.Itoa(j), "value:"+strconv.Itoa(j))
-		}
-		cmds = append(cmds, h.Build())
-	}
-	for i := 0; i < 100_000; i += 1000 {
-		els := make([]string, 1000)
-		for j := range els {
-			els[j] = "el:" + strconv.Itoa(i+j)
-		}
-		cmds = append(cmds, c.B().Rpush().Key("big:list").Element(els...).Build())
-	}
-	for i := 0; i < 20_000; i += 1000 {
-		ms := make([]string, 1000)
-		z := c.B().Zadd().Key("big:zset").ScoreMember()
-		for j := range ms {
-			ms[j] = "m:" + strconv.Itoa(i+j)
-			z = z.ScoreMember(float64(i+j)/3, ms[j])
-		}
-		cmds = append(cmds, c.B().Sadd().Key("big:set").Member(ms...).Build(), z.Build())
-	}
-	flush()
-}
+// bigKeys are those of kvtest.SeedSmallAndBig.
+var bigKeys = kvtest.BigKeys
 
 // largestKeys analyses src against dst with a sample that covers every
 // key, and returns the report's largest keys as the workflow passes them.
@@ -82,7 +40,7 @@ func TestAlwaysComparesTheLargestKeys(t *testing.T) {
 	t.Parallel()
 	src := kvtest.StartServer(t, kvtest.Require(t, "redis-7.0"))
 	dst := kvtest.StartServer(t, kvtest.Require(t, "valkey-8.0"))
-	seedSmallAndBig(t, src.ClientDB(t, 0))
+	kvtest.SeedSmallAndBig(t, src.ClientDB(t, 0))
 	copyAll(t, src.URL(), dst.URL())
 	always := largestKeys(t, src.URL(), dst.URL())
 	var want int64

@@ -8,7 +8,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/valkey-io/valkey-go"
 
 	"github.com/kvmigrate/kvmigrate/internal/analysis"
 	"github.com/kvmigrate/kvmigrate/internal/job"
@@ -41,43 +40,6 @@ func TestLargestKeys(t *testing.T) {
 	})
 }
 
-// seedSmallAndBig writes 20,000 small strings and four big keys: a
-// 50,000-field hash, a 100,000-element list, a 20,000-member set and a
-// 20,000-member sorted set.
-func seedSmallAndBig(t *testing.T, c valkey.Client) {
-	t.Helper()
-	var cmds valkey.Commands
-	for i := range 20_000 {
-		cmds = append(cmds, c.B().Set().Key("small:"+strconv.Itoa(i)).Value("v"+strconv.Itoa(i)).Build())
-	}
-	for i := 0; i < 50_000; i += 1000 {
-		h := c.B().Hset().Key("big:hash").FieldValue()
-		for j := i; j < i+1000; j++ {
-			h = h.FieldValue("field:"+strconv.Itoa(j), "value:"+strconv.Itoa(j))
-		}
-		cmds = append(cmds, h.Build())
-	}
-	for i := 0; i < 100_000; i += 1000 {
-		els := make([]string, 1000)
-		for j := range els {
-			els[j] = "el:" + strconv.Itoa(i+j)
-		}
-		cmds = append(cmds, c.B().Rpush().Key("big:list").Element(els...).Build())
-	}
-	for i := 0; i < 20_000; i += 1000 {
-		ms := make([]string, 1000)
-		z := c.B().Zadd().Key("big:zset").ScoreMember()
-		for j := range ms {
-			ms[j] = "m:" + strconv.Itoa(i+j)
-			z = z.ScoreMember(float64(i+j)/3, ms[j])
-		}
-		cmds = append(cmds, c.B().Sadd().Key("big:set").Member(ms...).Build(), z.Build())
-	}
-	for _, r := range c.DoMulti(context.Background(), cmds...) {
-		require.NoError(t, r.Error())
-	}
-}
-
 // kvmigrate run: the validation step compares the largest keys the
 // analysis step found, besides its random sample of 500 of 20,004 keys
 // (which draws a given big key about once in 40 runs).
@@ -85,7 +47,7 @@ func TestRunValidatesTheLargestKeysItsAnalysisFound(t *testing.T) {
 	ctx := context.Background()
 	src := kvtest.StartServer(t, kvtest.Require(t, "redis-7.0"))
 	dst := kvtest.StartServer(t, kvtest.Require(t, "valkey-8.0"))
-	seedSmallAndBig(t, src.Client(t))
+	kvtest.SeedSmallAndBig(t, src.Client(t))
 	store := openStore(t)
 	l := &workflow.Local{Store: store}
 	out, err := l.Run(ctx, workflow.RunRequest{
