@@ -31,8 +31,10 @@ func standalone(t *testing.T, engine string, opts ...kvtest.Option) side {
 	return side{url: s.URL(), client: func(db int) valkey.Client { return s.ClientDB(t, db) }}
 }
 
-func cluster(t *testing.T, engine string) side {
-	c := kvtest.StartCluster(t, kvtest.Require(t, engine), 3)
+func cluster(t *testing.T, engine string) side { return clusterOf(t, engine, 3) }
+
+func clusterOf(t *testing.T, engine string, masters int) side {
+	c := kvtest.StartCluster(t, kvtest.Require(t, engine), masters)
 	cl := c.Client(t)
 	return side{url: c.URL(), client: func(db int) valkey.Client {
 		require.Zero(t, db, "a cluster has only db 0")
@@ -262,6 +264,22 @@ func TestCopyAcrossTopologies(t *testing.T) {
 			nodes[r.Node] = true
 		}
 		assert.Len(t, nodes, 3, "every source master is scanned")
+	})
+	t.Run("a 4-master valkey 8.1 cluster to a 3-master redis 8.0 cluster: other slot owners", func(t *testing.T) {
+		src := clusterOf(t, "valkey-8.1", 4)
+		dst := cluster(t, "redis-8.0")
+		n := seed(t, src, 0, sample.Options{PerType: 30, Big: true, BigScale: 10})
+		before := read(t, src, 0)
+		m := &migration{opts: transfer.Options{Strategy: transfer.StrategyCommands}}
+		m.run(t, src.url, dst.url)
+		assertCopied(t, before, dst, 0)
+		assert.EqualValues(t, n, m.counters.Copied)
+		nodes := map[string]bool{}
+		for _, r := range m.results {
+			nodes[r.Node] = true
+		}
+		assert.Len(t, nodes, 4, "every source master is scanned")
+		assertNoTempKeys(t, dst, 0)
 	})
 	t.Run("several databases of a standalone server to a standalone server", func(t *testing.T) {
 		src := standalone(t, "redis-7.0")
