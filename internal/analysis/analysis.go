@@ -8,6 +8,9 @@
 // sample of at most 50,000 keys, a time budget and an optional rate limit;
 // never KEYS, never DEBUG. A user that may not run a command the analysis
 // uses (a read-only ACL user) gets a permissions finding, not an error.
+// The ACL pre-flight checks with ACL DRYRUN, which runs nothing, whether
+// each side's user may run the commands a migration would send
+// (acl_preflight findings).
 //
 // The analyze Lambda and the local workflow both call Analyze.
 package analysis
@@ -154,6 +157,9 @@ func Analyze(ctx context.Context, src, dst Conn, opts Options) (*Report, error) 
 		Available:        d.info.Accepts(s.info.RDBVersion),
 	}
 	a.summarize(r, plan, results, stopped, s, d)
+	if err := a.preflight(ctx, r, plan, results, s, d); err != nil {
+		return nil, err
+	}
 	r.Notes = append(r.Notes, a.notes...)
 	r.Findings = Findings(r)
 	for _, f := range r.Findings {

@@ -170,10 +170,41 @@ func (r *Report) WriteText(w io.Writer) error {
 		p("; %d of %d sampled keys exist there (about %s in all)", o.Existing, o.Checked, num(o.Estimated))
 	}
 	p("\n")
+	for _, side := range []struct {
+		name string
+		p    *ACLPreflight
+	}{{"source", r.Source.Preflight}, {"target", r.Target.Preflight}} {
+		writePreflight(bw, side.name, side.p)
+	}
 	for _, n := range r.Notes {
 		p("note: %s\n", n)
 	}
 	return bw.Flush()
+}
+
+// writePreflight says what the ACL pre-flight found for one side.
+func writePreflight(w io.Writer, side string, p *ACLPreflight) {
+	switch {
+	case p == nil:
+		return
+	case !p.Checked:
+		fmt.Fprintf(w, "ACL pre-flight (%s): not checked: %s\n", side, p.Note)
+		return
+	case len(p.Denied) == 0:
+		fmt.Fprintf(w, "ACL pre-flight (%s user %s): the %d commands of the copy checked are allowed\n", side, p.User, p.Commands)
+		return
+	}
+	fmt.Fprintf(w, "ACL pre-flight (%s user %s): %d of %d commands of the copy checked are denied\n", side, p.User, len(p.Denied), p.Commands)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  COMMAND\tKEY\tNEEDED\tREASON\t")
+	for _, d := range p.Denied {
+		key := "-"
+		if d.Key != "" {
+			key = DisplayKey(d.Key)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t\n", d.Command, key, d.Need, d.Reason)
+	}
+	tw.Flush()
 }
 
 func describeSide(s Side) string {

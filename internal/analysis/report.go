@@ -55,6 +55,7 @@ const (
 	CategoryEvictionRisk    Category = "eviction_risk"    // the target would evict keys under the new data
 	CategoryPermissions     Category = "permissions"      // the ACL user may not run a command the analysis uses
 	CategorySampling        Category = "sampling"         // the sample stopped early, or there was nothing to sample
+	CategoryACLPreflight    Category = "acl_preflight"    // the ACL user may not run a command the copy sends (ACL DRYRUN)
 )
 
 // Finding is one thing the caller should know before migrating.
@@ -148,6 +149,55 @@ type Side struct {
 	// Denied lists the commands this side's user may not run (ACL
 	// NOPERM); the parts of the report that need them are missing.
 	Denied []string `json:"deniedCommands,omitempty"`
+	// Preflight is the ACL pre-flight of the copy: the commands a
+	// migration would send to this side, checked with ACL DRYRUN for this
+	// side's user on realistic keys. Absent when it was not attempted.
+	Preflight *ACLPreflight `json:"aclPreflight,omitempty"`
+}
+
+// Why a migration needs a command the pre-flight checks (ACLDenial.Need).
+const (
+	// NeedRequired: the copy cannot do without it.
+	NeedRequired = "required"
+	// NeedFastPath: DUMP or RESTORE; denied, compound keys are copied
+	// with type commands (slower, same result).
+	NeedFastPath = "fastPath"
+	// NeedAtomic: EVAL/EVALSHA of the script that renames a temporary key
+	// into place with its TTL; denied, PEXPIRE then RENAME do it.
+	NeedAtomic = "atomic"
+	// NeedFallback: PEXPIRE and RENAME of the temporary key, used when
+	// EVAL is denied.
+	NeedFallback = "fallback"
+)
+
+// ACLPreflight is what ACL DRYRUN said of the copy's commands for one
+// side's user. It runs nothing: DRYRUN only checks.
+type ACLPreflight struct {
+	// User is the user the migration connects as (ACL WHOAMI).
+	User string `json:"user,omitempty"`
+	// Checked is false when the permissions could not be checked (ACL
+	// DRYRUN denied to this user, or unknown to the server); Note says why.
+	Checked bool   `json:"checked"`
+	Note    string `json:"note,omitempty"`
+	// Commands counts the commands checked.
+	Commands int `json:"commands"`
+	// Denied lists the checked commands that the user may not run.
+	Denied []ACLDenial `json:"denied"`
+}
+
+// ACLDenial is one command of the copy that ACL DRYRUN refused.
+type ACLDenial struct {
+	// Command is the command's name ("RESTORE", "XGROUP CREATE").
+	Command string `json:"command"`
+	// Key is the key it was checked on: a sampled key, or a temporary
+	// key name when TempKey.
+	Key     string `json:"key,omitempty"`
+	TempKey bool   `json:"tempKey,omitempty"`
+	// Need is NeedRequired, NeedFastPath, NeedAtomic or NeedFallback.
+	Need string `json:"need"`
+	// Reason is DRYRUN's reply ("This user has no permissions to access
+	// the '...' key").
+	Reason string `json:"reason"`
 }
 
 // Master is one primary node.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/kvmigrate/kvmigrate/internal/transfer"
 )
 
 // Memory thresholds of the eviction_risk finding: the data would fill at
@@ -20,7 +22,7 @@ func Findings(r *Report) []Finding {
 	var out []Finding
 	for _, rule := range []func(*Report) []Finding{
 		clusterTopology, typeDirection, hfe, modules, multiDB, maxMemoryPolicy, acl, persistence,
-		rdbVersion, targetNotEmpty, memoryFit, permissions, sampling,
+		rdbVersion, targetNotEmpty, memoryFit, permissions, aclPreflight, sampling,
 	} {
 		out = append(out, rule(r)...)
 	}
@@ -357,6 +359,157 @@ func permissions(r *Report) []Finding {
 			map[string]any{"side": side.name, "commands": side.s.Denied}})
 	}
 	return out
+}
+
+// aclPreflight turns what ACL DRYRUN said of the copy's commands into
+// findings, per side: blocking for what the copy cannot do without
+// (commands on the copied keys, writes to the temporary keys, finishing
+// a temporary key by neither EVAL nor PEXPIRE+RENAME); a warning for the
+// fast path (DUMP, RESTORE) and for EVAL alone; info when the user's
+// permissions could not be checked.
+func aclPreflight(r *Report) []Finding {
+	var out []Finding
+	for _, side := range []struct {
+		name string
+		p    *ACLPreflight
+	}{{"source", r.Source.Preflight}, {"target", r.Target.Preflight}} {
+		p := side.p
+		if p == nil {
+			continue
+		}
+		if !p.Checked {
+			out = append(out, Finding{CategoryACLPreflight, Info,
+				fmt.Sprintf("the %s user's permissions for the copy could not be checked: %s; a denied command would only show key by key during the copy (grant +acl|dryrun to let the analysis check them)", side.name, p.Note),
+				map[string]any{"side": side.name, "user": p.User, "checked": false}})
+			continue
+		}
+		var keys, temp, fast, atomic, fallback []ACLDenial
+		for _, d := range p.Denied {
+			switch {
+			case d.Need == NeedFastPath:
+				fast = append(fast, d)
+			case d.Need == NeedAtomic:
+				atomic = append(atomic, d)
+			case d.Need == NeedFallback:
+				fallback = append(fallback, d)
+			case d.TempKey:
+				temp = append(temp, d)
+			default:
+				keys = append(keys, d)
+			}
+		}
+		if len(atomic) > 0 && len(fallback) > 0 {
+			// Neither way of moving a temporary key into place works.
+			temp = append(append(temp, atomic...), fallback...)
+			atomic = nil
+		}
+		pattern := "*"
+		if r.Filter != nil && r.Filter.Match != "" {
+			pattern = r.Filter.Match
+		}
+		tempPattern := transfer.TempPrefix + "*"
+		data := func(ds []ACLDenial, pat, rule string) map[string]any {
+			return map[string]any{"side": side.name, "user": p.User, "commands": deniedNames(ds), "keyPattern": pat, "rule": rule}
+		}
+		if len(keys) > 0 {
+			rule := aclRule(p.User, keys, pattern)
+			what := "read the keys to copy"
+			if side.name == "target" {
+				what = "write the copied keys"
+			}
+			out = append(out, Finding{CategoryACLPreflight, Blocking,
+				fmt.Sprintf("the %s user %q may not run %s on keys like %s (pattern %s): the copy cannot %s without them; add: %s",
+					side.name, p.User, strings.Join(deniedNames(keys), ", "), DisplayKey(keys[0].Key), pattern, what, rule),
+				data(keys, pattern, rule)})
+		}
+		if len(temp) > 0 {
+			rule := aclRule(p.User, temp, pattern)
+			d := data(temp, tempPattern, rule)
+			sev, which := Warning, "no key the analysis saw needs one, but any that does (a big string, a big compound key, a stream without the fast path, a hash with field TTLs) would fail"
+			if big, ok := tempKeyNeeded(r); ok {
+				sev, which = Blocking, fmt.Sprintf("keys like %s need one, and every such key would fail", DisplayKey(big))
+				d["needingKey"] = big
+			} else if s := r.LargestKeys.Sweep; s == nil || !s.Complete {
+				which += " (the big-key sweep did not cover every key)"
+			}
+			out = append(out, Finding{CategoryACLPreflight, sev,
+				fmt.Sprintf("the %s user %q may not run %s on kvmigrate's temporary keys (%s): big keys are written to a temporary key and renamed into place; %s; add: %s",
+					side.name, p.User, strings.Join(deniedNames(temp), ", "), tempPattern, which, rule),
+				d})
+		}
+		if len(fast) > 0 {
+			rule := aclRule(p.User, fast, pattern)
+			out = append(out, Finding{CategoryACLPreflight, Warning,
+				fmt.Sprintf("the %s user %q may not run %s on keys like %s: the DUMP/RESTORE fast path is off, compound keys fall back to type commands (slower, same result); add: %s",
+					side.name, p.User, strings.Join(deniedNames(fast), ", "), DisplayKey(fast[0].Key), rule),
+				data(fast, pattern, rule)})
+		}
+		if len(atomic) > 0 {
+			rule := aclRule(p.User, atomic, pattern)
+			out = append(out, Finding{CategoryACLPreflight, Warning,
+				fmt.Sprintf("the %s user %q may not run %s with the keys %s: compound keys are finished non-atomically, PEXPIRE on the temporary key then RENAME, instead of one script; add: %s",
+					side.name, p.User, strings.Join(deniedNames(atomic), ", "), tempPattern+" and "+pattern, rule),
+				data(atomic, pattern, rule)})
+		}
+	}
+	return out
+}
+
+// tempKeyNeeded returns a key the analysis saw (in its sample or its
+// big-key sweep) that the copy writes through a temporary key, if any.
+func tempKeyNeeded(r *Report) (string, bool) {
+	fast := r.FastPath.Available
+	for _, ks := range [][]KeyInfo{r.LargestKeys.ByElements, r.LargestKeys.ByMemory} {
+		for _, k := range ks {
+			if transfer.NeedsTempKey(k.Type, k.Elements, fast) {
+				return k.Key, true
+			}
+		}
+	}
+	if r.HashFieldTTL.HashesWithTTL > 0 && r.HashFieldTTL.TargetSupported {
+		return "a hash with field TTLs", true
+	}
+	if !fast {
+		for _, tc := range r.Types {
+			if tc.Type == "stream" && tc.Sampled > 0 {
+				return "a stream", true
+			}
+		}
+	}
+	return "", false
+}
+
+// deniedNames lists the commands of ds once each, in order.
+func deniedNames(ds []ACLDenial) []string {
+	var out []string
+	for _, d := range ds {
+		if !contains(out, d.Command) {
+			out = append(out, d.Command)
+		}
+	}
+	return out
+}
+
+// aclRule is the ACL SETUSER line that grants what ds were refused: the
+// command (+cmd, +cmd|sub) when DRYRUN refused the command, the key
+// pattern (the temporary keys', or pattern) when it refused a key.
+func aclRule(user string, ds []ACLDenial, pattern string) string {
+	var parts []string
+	for _, d := range ds {
+		var p string
+		switch {
+		case strings.Contains(d.Reason, "access the '"+transfer.TempPrefix):
+			p = "~" + transfer.TempPrefix + "*"
+		case strings.Contains(d.Reason, "access the"):
+			p = "~" + pattern
+		default:
+			p = "+" + strings.ToLower(strings.ReplaceAll(d.Command, " ", "|"))
+		}
+		if !contains(parts, p) {
+			parts = append(parts, p)
+		}
+	}
+	return "ACL SETUSER " + user + " " + strings.Join(parts, " ")
 }
 
 func sampling(r *Report) []Finding {

@@ -50,6 +50,9 @@ type shardResult struct {
 	allSum float64
 	types  map[string]int64
 	ttl    Buckets
+	// typeKeys: type → the first key of that type sampled (the ACL
+	// pre-flight checks the copy's commands on it).
+	typeKeys map[string]string
 
 	memN          int64
 	memSum, memSq float64
@@ -144,7 +147,7 @@ func (a *analyzer) sampleAll(ctx context.Context, s, d *sideData, plan []shardPl
 // censusFactor times the quota of keys; the filtered SCAN goes on alone
 // until the quota of matching keys.
 func (a *analyzer) sampleShard(ctx context.Context, s, d *sideData, p shardPlan, deadline time.Time) (shardResult, bool, error) {
-	res := shardResult{types: map[string]int64{}}
+	res := shardResult{types: map[string]int64{}, typeKeys: map[string]string{}}
 	node, err := s.conn.Node(p.node, p.db)
 	if err != nil {
 		return res, false, err
@@ -332,6 +335,9 @@ func (a *analyzer) probe(ctx context.Context, side string, node, target valkey.C
 		kinds[i] = kind
 		res.sampled++
 		res.types[kind]++
+		if _, ok := res.typeKeys[kind]; !ok {
+			res.typeKeys[kind] = k
+		}
 		addTTL(&res.ttl, pttl)
 		infos[i] = KeyInfo{Key: k, Type: kind, Node: p.node, DB: p.db, FoundBy: FoundBySample}
 		if mem {

@@ -214,3 +214,24 @@ func isNoScript(err error) bool {
 	verr, ok := valkey.IsValkeyErr(err)
 	return ok && strings.HasPrefix(verr.Error(), "NOSCRIPT")
 }
+
+// NeedsTempKey tells whether the copy writes a key of this type and size
+// (elements; bytes for a string) through a temporary key that it then
+// renames into place, as it routes keys today: big strings; with the
+// DUMP/RESTORE fast path, compound keys above its element bound; without
+// it, streams and the compound keys above the batched small-key bound.
+// (Hashes with field TTLs always take a temporary key; module types
+// never do.)
+func NeedsTempKey(kind string, size int64, fastPath bool) bool {
+	if kind == "string" {
+		return size >= inlineMax
+	}
+	if _, known := lenCommand[kind]; !known {
+		return false
+	}
+	if fastPath {
+		return size > dumpMaxElements
+	}
+	_, small := smallWrite[kind]
+	return !small || size > smallMaxElements
+}

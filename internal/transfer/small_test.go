@@ -75,3 +75,20 @@ func TestSmallCompoundKeysAreCopiedInBatchesWithoutATemporaryKey(t *testing.T) {
 		})
 	}
 }
+
+func TestNeedsTempKeyFollowsTheCopysRouting(t *testing.T) {
+	for _, c := range []struct {
+		kind     string
+		size     int64
+		fastPath bool
+		want     bool
+	}{
+		{"string", 100, false, false}, {"string", 16 << 10, true, true},
+		{"hash", 2000, true, false}, {"hash", 2001, true, true},
+		{"hash", 1000, false, false}, {"hash", 1001, false, true},
+		{"stream", 2, false, true}, {"stream", 2, true, false},
+		{"vectorset", 1 << 20, false, false},
+	} {
+		assert.Equal(t, c.want, transfer.NeedsTempKey(c.kind, c.size, c.fastPath), "%+v", c)
+	}
+}
