@@ -11,9 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kvmigrate/kvmigrate/internal/analysis"
 	"github.com/kvmigrate/kvmigrate/internal/endpoint"
 	"github.com/kvmigrate/kvmigrate/internal/topology"
 	"github.com/kvmigrate/kvmigrate/internal/validation"
+	"github.com/kvmigrate/kvmigrate/internal/workflow"
 )
 
 // errNotValid: validation ran and found differences (exit code 1).
@@ -26,6 +28,7 @@ func (a *app) validateCmd() *cobra.Command {
 		sample         int
 		budget, ttlTol time.Duration
 		json, redact   bool
+		largest        time.Duration
 	}
 	cmd := &cobra.Command{
 		Use:   "validate --source URL --target URL [--match GLOB] [--type TYPE]",
@@ -37,7 +40,10 @@ func (a *app) validateCmd() *cobra.Command {
     type, TTL and value: in full up to 100 elements, by element count and a
     digest streamed from both sides above that, within --budget (keys left
     when it runs out are listed as compared by count only);
-  - a sample of target keys looked up on the source (keys only on the target).
+  - a sample of target keys looked up on the source (keys only on the target);
+  - the source's largest keys, found first by a big-key sweep (the
+    analysis's, read-only, within --largest; 0 skips it): a random sample
+    of many small keys almost never draws the few huge ones.
 
 With --match and/or --type (the filters of a migrate or run that copied
 only some keys) only the keys they select are checked, on both sides: the
@@ -78,6 +84,17 @@ only, source db → target db).`,
 
 			o := validation.Options{Sample: f.sample, Budget: f.budget, TTLTolerance: f.ttlTol,
 				RedactKeys: f.redact, Match: f.match, Type: f.typ, Log: a.logger()}
+			if f.largest > 0 {
+				// The analysis's sample and big-key sweep find the largest
+				// keys; a failure leaves the validation to its sample.
+				ar, err := analysis.Analyze(ctx, sc, dc, analysis.Options{Sample: analysis.MinSample,
+					TimeBudget: f.largest, Match: f.match, Type: f.typ})
+				if err != nil {
+					a.logger().Warn("find the largest keys: validating the sample only", "error", err.Error())
+				} else {
+					o.Always = workflow.LargestKeys(ar)
+				}
+			}
 			if src.OneDB() || dst.OneDB() { // as migrate does: one database, source → target
 				o.DBs = []int{src.DB}
 				o.TargetDB = func(int) int { return dst.DB }
@@ -109,6 +126,7 @@ only, source db → target db).`,
 	fl.IntVar(&f.sample, "sample", validation.DefaultSample, "source keys to compare (all of them when the source has no more)")
 	fl.DurationVar(&f.budget, "budget", validation.DefaultBudget, "time for the streamed digests of big keys")
 	fl.DurationVar(&f.ttlTol, "ttl-tolerance", validation.DefaultTTLTolerance, "how far source and target expiry times may differ")
+	fl.DurationVar(&f.largest, "largest", 30*time.Second, "time to find the source's largest keys, compared besides the sample (0: sample only)")
 	fl.BoolVar(&f.json, "json", false, "print the report as JSON")
 	fl.BoolVar(&f.redact, "redact-keys", false, "show key, field and member names as SHA-256 prefixes, and no scores")
 	return cmd

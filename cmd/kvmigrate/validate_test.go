@@ -78,3 +78,32 @@ func TestValidate(t *testing.T) {
 		}
 	})
 }
+
+// validate on its own (after a migrate) finds the source's largest keys
+// with the analysis's big-key sweep and compares them besides its random
+// sample: a change deep in a big hash is caught, which the sample alone
+// (--largest 0) almost never does.
+func TestValidateComparesTheSourcesLargestKeys(t *testing.T) {
+	ctx := context.Background()
+	src := kvtest.StartServer(t, kvtest.Require(t, "redis-7.0"))
+	dst := kvtest.StartServer(t, kvtest.Require(t, "valkey-8.0"))
+	kvtest.SeedSmallAndBig(t, src.Client(t))
+	kvtest.SeedSmallAndBig(t, dst.Client(t))
+	dc := dst.Client(t)
+	require.NoError(t, dc.Do(ctx, dc.B().Hset().Key("big:hash").FieldValue().FieldValue("field:41234", "changed").Build()).Error())
+	c := newCLI(t)
+
+	out, errOut, code := c.run("validate", "--source", src.URL(), "--target", dst.URL(), "--json")
+	require.Equal(t, exitFailed, code, "%s\n%s", out, errOut)
+	var rep validation.Report
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+	assert.GreaterOrEqual(t, rep.Sample.Always, len(kvtest.BigKeys), "the big keys were added to the sample")
+	require.Len(t, rep.Issues, 1, "%+v", rep.Issues)
+	assert.Equal(t, "big:hash", rep.Issues[0].Key)
+
+	// Its exit code is not asserted: the random sample may, rarely, draw
+	// big:hash.
+	out, errOut, _ = c.run("validate", "--source", src.URL(), "--target", dst.URL(), "--json", "--largest", "0")
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), out+errOut)
+	assert.Zero(t, rep.Sample.Always, "--largest 0: the sample only")
+}
