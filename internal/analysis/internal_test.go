@@ -1,6 +1,8 @@
 package analysis
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -48,4 +50,24 @@ func TestQuotasSplitTheSampleByKeyCount(t *testing.T) {
 	assert.InDelta(t, 300, plan[1].quota, 1)
 	assert.InDelta(t, 200, plan[2].quota, 1)
 	assert.Equal(t, 1, plan[3].quota, "every shard is sampled")
+}
+
+func TestThePreflightTableIsCutAfterAFewRows(t *testing.T) {
+	p := &ACLPreflight{Checked: true, User: "mig", Commands: 40}
+	for i := range 33 {
+		p.Denied = append(p.Denied, ACLDenial{Command: fmt.Sprintf("CMD%d", i), Key: "__kvmigrate_tmp_x", TempKey: true, Need: NeedRequired, Reason: "no permissions"})
+	}
+	var b strings.Builder
+	writePreflight(&b, "target", p)
+	out := b.String()
+	assert.Contains(t, out, "33 of 40 commands of the copy checked are denied")
+	assert.Contains(t, out, "CMD11")
+	assert.NotContains(t, out, "CMD12 ")
+	assert.Contains(t, out, "… and 21 more (--json lists them all)")
+
+	p.Denied = p.Denied[:13] // one over: listed, not summed up
+	b.Reset()
+	writePreflight(&b, "target", p)
+	assert.Contains(t, b.String(), "CMD12")
+	assert.NotContains(t, b.String(), "more")
 }

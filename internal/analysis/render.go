@@ -197,7 +197,11 @@ func writePreflight(w io.Writer, side string, p *ACLPreflight) {
 	fmt.Fprintf(w, "ACL pre-flight (%s user %s): %d of %d commands of the copy checked are denied\n", side, p.User, len(p.Denied), p.Commands)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  COMMAND\tKEY\tNEEDED\tREASON\t")
-	for _, d := range p.Denied {
+	for i, d := range p.Denied {
+		if i == maxDeniedRows && len(p.Denied) > maxDeniedRows+1 {
+			fmt.Fprintf(tw, "  … and %d more (--json lists them all)\t\t\t\t\n", len(p.Denied)-i)
+			break
+		}
 		key := "-"
 		if d.Key != "" {
 			key = DisplayKey(d.Key)
@@ -206,6 +210,10 @@ func writePreflight(w io.Writer, side string, p *ACLPreflight) {
 	}
 	tw.Flush()
 }
+
+// maxDeniedRows bounds the denied commands the terminal lists per side
+// (the findings name every command).
+const maxDeniedRows = 12
 
 func describeSide(s Side) string {
 	var b strings.Builder
