@@ -194,11 +194,58 @@ func copyChecks(r *Report, keys map[string]typeKey, jobID string) (src, dst []ac
 	return src, dst
 }
 
-// dryRun asks ACL DRYRUN about checks for side's own user, on the first
-// master (ACL users are per node; a cluster's are normally the same).
+// dryRun asks ACL DRYRUN about checks for side's own user on every master:
+// ACL users are per node, and a cluster whose nodes were set up apart may
+// disagree. Denials are merged; one that only some masters make names
+// them (Nodes). A master that cannot be checked leaves the side unchecked.
 func (a *analyzer) dryRun(ctx context.Context, side *sideData, lim *limiter, checks []aclCheck) (*ACLPreflight, error) {
+	var out *ACLPreflight
+	index := map[string]int{} // command, key, need → index in out.Denied
+	var denials [][]string    // the masters that made each denial
+	masters := side.info.Masters
+	for _, m := range masters {
+		p, err := a.dryRunNode(ctx, side, m.Addr, lim, checks)
+		if err != nil {
+			return nil, err
+		}
+		if !p.Checked {
+			if len(masters) > 1 {
+				p.Note = m.Addr + ": " + p.Note
+			}
+			p.Denied = []ACLDenial{}
+			return p, nil
+		}
+		if out == nil {
+			out = &ACLPreflight{User: p.User, Checked: true, Commands: p.Commands, Denied: []ACLDenial{}}
+		}
+		for _, d := range p.Denied {
+			id := d.Command + "\x00" + d.Key + "\x00" + d.Need
+			i, seen := index[id]
+			if !seen {
+				i = len(out.Denied)
+				index[id] = i
+				out.Denied = append(out.Denied, d)
+				denials = append(denials, nil)
+			}
+			denials[i] = append(denials[i], m.Addr)
+		}
+	}
+	if out == nil {
+		return &ACLPreflight{Denied: []ACLDenial{}, Note: "no master to check"}, nil
+	}
+	for i := range out.Denied {
+		if len(denials[i]) < len(masters) {
+			out.Denied[i].Nodes = denials[i]
+		}
+	}
+	return out, nil
+}
+
+// dryRunNode asks ACL DRYRUN about checks for the user of side's
+// connection to one master.
+func (a *analyzer) dryRunNode(ctx context.Context, side *sideData, addr string, lim *limiter, checks []aclCheck) (*ACLPreflight, error) {
 	out := &ACLPreflight{Denied: []ACLDenial{}}
-	node, err := side.conn.Node(side.info.Masters[0].Addr, 0)
+	node, err := side.conn.Node(addr, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package analysis_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"testing"
 
@@ -223,4 +224,29 @@ func TestACLPreflightNamesWhatTheCopyMayNotDo(t *testing.T) {
 			})
 		}
 	}
+}
+
+// ACL users are per node: a cluster target whose masters disagree has the
+// denial named with the master that makes it.
+func TestACLPreflightChecksEveryMasterOfACluster(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src := kvtest.StartServer(t, kvtest.Require(t, "redis-7.0"))
+	seedApp(t, src.Client(t), true, false)
+	dst := kvtest.StartCluster(t, kvtest.Require(t, "valkey-8.1"), 3, kvtest.WithACL("user mig on >pw ~* &* +@all"))
+	odd := dst.Nodes[1]
+	oc := odd.Client(t)
+	require.NoError(t, oc.Do(ctx, oc.B().Arbitrary("ACL", "SETUSER").Args("mig", "-restore").Build()).Error())
+
+	r := analyze(t, src.URL(), "valkey://mig:pw@"+dst.Nodes[0].Addr()+"?cluster=true", analysis.Options{})
+	require.NotNil(t, r.Target.Preflight)
+	require.True(t, r.Target.Preflight.Checked, r.Target.Preflight.Note)
+	require.Len(t, r.Target.Preflight.Denied, 1, "%+v", r.Target.Preflight.Denied)
+	d := r.Target.Preflight.Denied[0]
+	assert.Equal(t, "RESTORE", d.Command)
+	assert.Equal(t, []string{odd.Addr()}, d.Nodes)
+	ws := preflightFindings(r, analysis.Warning)
+	require.Len(t, ws, 1, "%v", r.Findings)
+	assert.Contains(t, ws[0].Message, "refused only by the master(s) "+odd.Addr())
+	assert.Equal(t, []string{odd.Addr()}, ws[0].Data["nodes"])
 }

@@ -193,6 +193,9 @@ type ACLDenial struct {
 	// key name when TempKey.
 	Key     string `json:"key,omitempty"`
 	TempKey bool   `json:"tempKey,omitempty"`
+	// Nodes are the masters that refused it, when only some of a
+	// cluster's did (their ACLs differ); empty when every master did.
+	Nodes []string `json:"nodes,omitempty"`
 	// Need is NeedRequired, NeedFastPath, NeedAtomic or NeedFallback.
 	Need string `json:"need"`
 	// Reason is DRYRUN's reply ("This user has no permissions to access

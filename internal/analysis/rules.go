@@ -409,7 +409,11 @@ func aclPreflight(r *Report) []Finding {
 		}
 		tempPattern := transfer.TempPrefix + "*"
 		data := func(ds []ACLDenial, pat, rule string) map[string]any {
-			return map[string]any{"side": side.name, "user": p.User, "commands": deniedNames(ds), "keyPattern": pat, "rule": rule}
+			m := map[string]any{"side": side.name, "user": p.User, "commands": deniedNames(ds), "keyPattern": pat, "rule": rule}
+			if nodes := someNodes(ds); len(nodes) > 0 {
+				m["nodes"] = nodes
+			}
+			return m
 		}
 		if len(keys) > 0 {
 			rule := aclRule(p.User, keys, pattern)
@@ -452,6 +456,11 @@ func aclPreflight(r *Report) []Finding {
 				data(atomic, pattern, rule)})
 		}
 	}
+	for i, f := range out {
+		if nodes, ok := f.Data["nodes"].([]string); ok && len(nodes) > 0 {
+			out[i].Message += fmt.Sprintf(" (refused only by the master(s) %s: the cluster's nodes have different ACLs; set the user alike on every node)", strings.Join(nodes, ", "))
+		}
+	}
 	return out
 }
 
@@ -477,6 +486,20 @@ func tempKeyNeeded(r *Report) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// someNodes lists the masters that made denials of ds when only some
+// masters did (ACLDenial.Nodes), each once.
+func someNodes(ds []ACLDenial) []string {
+	var out []string
+	for _, d := range ds {
+		for _, n := range d.Nodes {
+			if !contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
 
 // deniedNames lists the commands of ds once each, in order.
