@@ -109,7 +109,9 @@ would refuse the migration unless given --force); 1 the analysis failed
 			}
 			defer store.Close()
 			l := &workflow.Local{Store: store, Log: a.logger()}
+			status := startStatus(a, "analyzing source and target", asJSON)
 			out, err := l.Analyze(cmd.Context(), workflow.AnalyzeRequest{Source: src, Target: dst, Options: opts})
+			status.stop()
 			if err != nil {
 				if out.Job.ID != "" {
 					return fmt.Errorf("analysis job %s: %w", out.Job.ID, err)

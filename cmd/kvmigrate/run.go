@@ -92,12 +92,18 @@ func (a *app) run(cmd *cobra.Command, f *runFlags, req workflow.RunRequest) erro
 	}
 	defer store.Close()
 	l := &workflow.Local{Store: store, Log: a.logger()}
+	var status *statusLine
 	if !f.json {
-		req.OnAnalysis = func(r *analysis.Report) { writeFindings(a.out, r, req.Options.Force) }
+		status = startStatus(a, "analyzing source and target", false)
+		req.OnAnalysis = func(r *analysis.Report) {
+			status.stop()
+			writeFindings(a.out, r, req.Options.Force)
+		}
 	}
 	live := a.startRun(cmd, f, l, store)
 	started := time.Now()
 	out, err := l.Run(live.ctx, req)
+	status.stop()
 	live.finish()
 	if out.Job.ID == "" {
 		return err

@@ -84,6 +84,8 @@ only, source db → target db).`,
 
 			o := validation.Options{Sample: f.sample, Budget: f.budget, TTLTolerance: f.ttlTol,
 				RedactKeys: f.redact, Match: f.match, Type: f.typ, Log: a.logger()}
+			status := startStatus(a, "validating", f.json)
+			defer status.stop()
 			if f.largest > 0 {
 				// The analysis's sample and big-key sweep find the largest
 				// keys; a failure leaves the validation to its sample.
@@ -100,6 +102,7 @@ only, source db → target db).`,
 				o.TargetDB = func(int) int { return dst.DB }
 			}
 			rep, err := validation.Run(ctx, sc, dc, o)
+			status.stop()
 			if err != nil {
 				return fmt.Errorf("validate: %w", err)
 			}
