@@ -459,6 +459,12 @@ func (s *Store) Create(ctx context.Context, j job.Job) error {
 		ExpressionAttributeValues: cond.Values(),
 	})
 	if conditionFailed(err) {
+		// The SDK retries a PutItem whose answer was lost (a connection
+		// reset after the write): the item it finds is then this very
+		// one, and the create did happen.
+		if got, gerr := s.getItem(ctx, "create job "+j.ID, metaKey(j.ID), nil); gerr == nil && reflect.DeepEqual(got, item) {
+			return nil
+		}
 		return fmt.Errorf("create job %s: id exists: %w", j.ID, job.ErrConflict)
 	}
 	if err != nil {
