@@ -38,6 +38,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	crand "crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -75,6 +76,10 @@ const (
 	attrGSI1SK = "GSI1SK"
 	attrStatus = "status"
 	attrHeld   = "held"
+	// attrWrite is a token each Transition/Update writes with its change:
+	// after a lost answer and the SDK's retry, a writer that finds its own
+	// token knows the first attempt landed.
+	attrWrite = "writeToken"
 
 	skMeta       = "meta"
 	skSlotCount  = "count"
@@ -567,6 +572,8 @@ func (s *Store) modify(ctx context.Context, what, id string, apply func(job.Job)
 			expression.AttributeExists(expression.Name(attrPK)),
 			expression.Name(attrStatus).Equal(expression.Value(string(cur.Status))),
 		)
+		token := crand.Text()
+		update = update.Set(expression.Name(attrWrite), expression.Value(token))
 		e, err := expression.NewBuilder().WithUpdate(update).WithCondition(cond).Build()
 		if err != nil {
 			return job.Job{}, fmt.Errorf("%s: %w", what, err)
@@ -580,13 +587,24 @@ func (s *Store) modify(ctx context.Context, what, id string, apply func(job.Job)
 			ExpressionAttributeValues: e.Values(),
 			ReturnValues:              types.ReturnValueAllNew,
 		})
+		attrs := map[string]types.AttributeValue(nil)
+		if out != nil {
+			attrs = out.Attributes
+		}
 		if conditionFailed(err) {
-			continue // the status moved (or the job expired): read again
+			// The status moved, the job expired — or this very write
+			// landed and its answer was lost, then the SDK's retry failed
+			// the condition: the item then carries this write's token.
+			item, gerr := s.getItem(ctx, what, metaKey(id), nil)
+			if tok, ok := item[attrWrite].(*types.AttributeValueMemberS); gerr != nil || !ok || tok.Value != token {
+				continue // read again
+			}
+			attrs, err = item, nil
 		}
 		if err != nil {
 			return job.Job{}, s.wrap(ctx, what, err)
 		}
-		stored, err := decodeJob(out.Attributes)
+		stored, err := decodeJob(attrs)
 		if err != nil {
 			return job.Job{}, fmt.Errorf("%s: %w", what, err)
 		}

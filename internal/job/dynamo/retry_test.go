@@ -55,3 +55,30 @@ func TestACreateRetriedAfterItsAnswerWasLostSucceeds(t *testing.T) {
 	other.Kind, other.Mode = job.KindAnalysis, ""
 	assert.ErrorIs(t, s.Create(ctx, other), job.ErrConflict)
 }
+
+// A status change whose answer was lost is retried by the SDK, fails its
+// condition (the status already moved), and finds its own write token:
+// the transition happened, it is not a conflict.
+func TestATransitionRetriedAfterItsAnswerWasLostSucceeds(t *testing.T) {
+	ctx := context.Background()
+	endpoint := awstest.StartMoto(t)
+	lose := &loseFirstAnswer{op: "UpdateItem"}
+	cfg := awstest.Config(endpoint)
+	cfg.HTTPClient = &http.Client{Transport: lose}
+	s := newStore(t, dynamodb.NewFromConfig(cfg))
+
+	j := job.Job{ID: job.NewID(), Kind: job.KindMigration, Mode: job.ModeCommand, Source: "redis://a:1", Target: "redis://b:2"}
+	require.NoError(t, s.Create(ctx, j))
+	got, err := s.Transition(ctx, j.ID, job.StatusAnalyzing, func(j *job.Job) { j.Stage = "sampling" })
+	require.NoError(t, err)
+	require.True(t, lose.lost.Load(), "the first answer was dropped and the SDK retried")
+	assert.Equal(t, job.StatusAnalyzing, got.Status)
+	assert.Equal(t, "sampling", got.Stage)
+	stored, err := s.Get(ctx, j.ID)
+	require.NoError(t, err)
+	assert.Equal(t, job.StatusAnalyzing, stored.Status)
+
+	// A real conflict is still one: the status moved under another writer.
+	_, err = s.Transition(ctx, j.ID, job.StatusAnalyzing, nil)
+	assert.ErrorIs(t, err, job.ErrConflict)
+}
