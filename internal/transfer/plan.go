@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/kvmigrate/kvmigrate/internal/topology"
+	"github.com/valkey-io/valkey-go"
 )
 
 // ErrTopology marks source/target shapes that cannot be copied.
@@ -92,12 +94,20 @@ func (c *Copier) sweep(ctx context.Context, db int, pattern string) (int64, erro
 		}
 		cursor := uint64(0)
 		for {
-			page, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+			var page valkey.ScanEntry
+			err := idempotent(ctx, func() (err error) {
+				page, err = node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+				return err
+			})
 			if err != nil {
 				return removed, fmt.Errorf("sweep temp keys on %s db %d: %w", addr, db, err)
 			}
 			for _, k := range page.Elements {
-				n, err := node.Do(ctx, node.B().Unlink().Key(k).Build()).AsInt64()
+				var n int64
+				err := idempotent(ctx, func() (err error) {
+					n, err = node.Do(ctx, node.B().Unlink().Key(k).Build()).AsInt64()
+					return err
+				})
 				if err != nil {
 					return removed, fmt.Errorf("sweep temp key on %s: %w", addr, err)
 				}
@@ -109,4 +119,27 @@ func (c *Copier) sweep(ctx context.Context, db int, pattern string) (int64, erro
 		}
 	}
 	return removed, nil
+}
+
+// idempotent runs do, an idempotent command (SCAN, UNLINK), again when it
+// fails on the connection rather than with a server's error reply: the
+// first command on a connection to a server that restarted meanwhile
+// meets the dead socket (EOF) while the client reconnects. At most three
+// tries, 100 ms apart.
+func idempotent(ctx context.Context, do func() error) error {
+	var err error
+	for try := range 3 {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		err = do()
+		if _, reply := valkey.IsValkeyErr(err); err == nil || reply || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
 }
