@@ -2,32 +2,14 @@ package main
 
 import (
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 )
 
-type lockedWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestTheStatusLineShowsThePhaseAndErasesItself(t *testing.T) {
-	var w lockedWriter
+	var w syncBuffer
 	s := runStatus(&w, "analyzing source and target", 5*time.Millisecond)
 	time.Sleep(30 * time.Millisecond)
 	s.stop()
