@@ -76,7 +76,7 @@ const (
 	attrGSI1SK = "GSI1SK"
 	attrStatus = "status"
 	attrHeld   = "held"
-	// attrWrite is a token each Transition/Update writes with its change:
+	// attrWrite is a token each Create/Transition/Update writes with it:
 	// after a lost answer and the SDK's retry, a writer that finds its own
 	// token knows the first attempt landed.
 	attrWrite = "writeToken"
@@ -452,6 +452,8 @@ func (s *Store) Create(ctx context.Context, j job.Job) error {
 	if err != nil {
 		return fmt.Errorf("create job %s: encode: %w", j.ID, err)
 	}
+	token := crand.Text()
+	item[attrWrite] = &types.AttributeValueMemberS{Value: token}
 	cond, err := expression.NewBuilder().WithCondition(expression.AttributeNotExists(expression.Name(attrPK))).Build()
 	if err != nil {
 		return fmt.Errorf("create job %s: %w", j.ID, err)
@@ -465,9 +467,9 @@ func (s *Store) Create(ctx context.Context, j job.Job) error {
 	})
 	if conditionFailed(err) {
 		// The SDK retries a PutItem whose answer was lost (a connection
-		// reset after the write): the item it finds is then this very
-		// one, and the create did happen.
-		if got, gerr := s.getItem(ctx, "create job "+j.ID, metaKey(j.ID), nil); gerr == nil && reflect.DeepEqual(got, item) {
+		// reset after the write): the item then carries this create's
+		// token, and the create did happen.
+		if s.wroteLast(ctx, "create job "+j.ID, j.ID, token) != nil {
 			return nil
 		}
 		return fmt.Errorf("create job %s: id exists: %w", j.ID, job.ErrConflict)
@@ -476,6 +478,16 @@ func (s *Store) Create(ctx context.Context, j job.Job) error {
 		return s.wrap(ctx, "create job "+j.ID, err)
 	}
 	return nil
+}
+
+// wroteLast returns job id's meta item when its last write was the one
+// that carried token (attrWrite), nil otherwise or when it cannot be read.
+func (s *Store) wroteLast(ctx context.Context, what, id, token string) map[string]types.AttributeValue {
+	item, err := s.getItem(ctx, what, metaKey(id), nil)
+	if tok, ok := item[attrWrite].(*types.AttributeValueMemberS); err != nil || !ok || tok.Value != token {
+		return nil
+	}
+	return item
 }
 
 func (s *Store) Get(ctx context.Context, id string) (job.Job, error) {
@@ -595,11 +607,10 @@ func (s *Store) modify(ctx context.Context, what, id string, apply func(job.Job)
 			// The status moved, the job expired — or this very write
 			// landed and its answer was lost, then the SDK's retry failed
 			// the condition: the item then carries this write's token.
-			item, gerr := s.getItem(ctx, what, metaKey(id), nil)
-			if tok, ok := item[attrWrite].(*types.AttributeValueMemberS); gerr != nil || !ok || tok.Value != token {
+			if attrs = s.wroteLast(ctx, what, id, token); attrs == nil {
 				continue // read again
 			}
-			attrs, err = item, nil
+			err = nil
 		}
 		if err != nil {
 			return job.Job{}, s.wrap(ctx, what, err)
