@@ -2,7 +2,6 @@ package lambdafn_test
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 	"testing"
 
@@ -35,37 +34,13 @@ func TestValidateHonoursTheJobsFilter(t *testing.T) {
 	for _, r := range sc.DoMulti(ctx, cmds...) {
 		require.NoError(t, r.Error())
 	}
-	store := job.NewMemory()
-	d := lambdafn.Deps{Store: store, Secrets: lambdafn.StaticSecrets{}}
-	id := job.NewID()
-	_, err := lambdafn.Analyze(d)(ctx, phase.AnalyzeInput{
-		JobID:   id,
-		Source:  phase.Endpoint{URL: "redis://" + src.Addr()},
-		Target:  phase.Endpoint{URL: "valkey://" + dst.Addr()},
-		Options: phase.Options{Mode: phase.ModeCommand, Match: "user:*"},
-	})
-	require.NoError(t, err)
-	plan, err := lambdafn.Plan(d)(ctx, phase.PlanInput{JobID: id, Action: phase.ActionPlan})
-	require.NoError(t, err)
-	for _, in := range plan.Shards {
-		for done := false; !done; {
-			out, err := lambdafn.Chunk(d)(ctx, in)
-			require.NoError(t, err)
-			in, done = out.ChunkInput, out.Done
-		}
-	}
+	d, id := copied(t, src, dst, phase.Options{Match: "user:*"})
+	store := d.Store
 	size, err := dc.Do(ctx, dc.B().Dbsize().Build()).AsInt64()
 	require.NoError(t, err)
 	require.EqualValues(t, 50, size, "the copy took the user:* keys only")
 
-	report := func() validation.Report {
-		t.Helper()
-		body, err := store.Report(ctx, id, job.ReportValidation)
-		require.NoError(t, err)
-		var rep validation.Report
-		require.NoError(t, json.Unmarshal(body, &rep))
-		return rep
-	}
+	report := func() validation.Report { return storedValidation(t, store, id) }
 
 	out, err := lambdafn.Validate(d)(ctx, phase.ValidateInput{JobID: id})
 	require.NoError(t, err)

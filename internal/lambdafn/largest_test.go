@@ -2,7 +2,6 @@ package lambdafn_test
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -26,33 +25,9 @@ func TestValidateComparesTheLargestKeysOfTheAnalysis(t *testing.T) {
 	sc, dc := src.Client(t), dst.Client(t)
 	kvtest.SeedSmallAndBig(t, sc)
 
-	store := job.NewMemory()
-	d := lambdafn.Deps{Store: store, Secrets: lambdafn.StaticSecrets{}}
-	id := job.NewID()
-	_, err := lambdafn.Analyze(d)(ctx, phase.AnalyzeInput{
-		JobID:   id,
-		Source:  phase.Endpoint{URL: "redis://" + src.Addr()},
-		Target:  phase.Endpoint{URL: "valkey://" + dst.Addr()},
-		Options: phase.Options{Mode: phase.ModeCommand, SampleSize: phase.MaxSampleSize},
-	})
-	require.NoError(t, err)
-	plan, err := lambdafn.Plan(d)(ctx, phase.PlanInput{JobID: id, Action: phase.ActionPlan})
-	require.NoError(t, err)
-	for _, in := range plan.Shards {
-		for done := false; !done; {
-			out, err := lambdafn.Chunk(d)(ctx, in)
-			require.NoError(t, err)
-			in, done = out.ChunkInput, out.Done
-		}
-	}
-	report := func() validation.Report {
-		t.Helper()
-		body, err := store.Report(ctx, id, job.ReportValidation)
-		require.NoError(t, err)
-		var rep validation.Report
-		require.NoError(t, json.Unmarshal(body, &rep))
-		return rep
-	}
+	d, id := copied(t, src, dst, phase.Options{SampleSize: phase.MaxSampleSize})
+	store := d.Store
+	report := func() validation.Report { return storedValidation(t, store, id) }
 
 	out, err := lambdafn.Validate(d)(ctx, phase.ValidateInput{JobID: id})
 	require.NoError(t, err)
