@@ -10,7 +10,6 @@ import (
 
 	"github.com/kvmigrate/kvmigrate/internal/api"
 	"github.com/kvmigrate/kvmigrate/internal/job"
-	"github.com/kvmigrate/kvmigrate/internal/phase"
 	"github.com/kvmigrate/kvmigrate/internal/sfntest"
 )
 
@@ -26,12 +25,7 @@ func TestShakeSyncStopThroughTheAPIStopsTheTask(t *testing.T) {
 	seedBoth(t, src, dst)
 	w := newShakeWorld(t, "sync-rdb-aof", "source-pw", "target-pw")
 
-	v, ex := w.start(t, phase.ModeRedisShakeSync, src, dst, "valkey")
-	var got api.MigrationView
-	require.Eventually(t, func() bool {
-		got = w.get(t, v.ID)
-		return got.Shake != nil && got.Shake.ReadyForCutover
-	}, waitLimit, 50*time.Millisecond, "replicating; history:\n%s", ex.History())
+	v, ex, got := w.startSyncUntilReady(t, src, dst)
 	j, err := w.store.Get(t.Context(), v.ID)
 	require.NoError(t, err)
 	require.NotEmpty(t, j.TaskARN, "the task recorded its ARN")

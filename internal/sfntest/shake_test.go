@@ -137,6 +137,19 @@ func (w *shakeWorld) call(t *testing.T, method, path string, body, out any) int 
 }
 
 // start starts a migration of mode through the API.
+// startSyncUntilReady starts a redis_shake_sync migration through the API
+// and waits until the job replicates, ready for cutover.
+func (w *shakeWorld) startSyncUntilReady(t *testing.T, src, dst *kvtest.Server) (api.MigrationView, *sfntest.Execution, api.MigrationView) {
+	t.Helper()
+	v, ex := w.start(t, phase.ModeRedisShakeSync, src, dst, "valkey")
+	var got api.MigrationView
+	require.Eventually(t, func() bool {
+		got = w.get(t, v.ID)
+		return got.Shake != nil && got.Shake.ReadyForCutover
+	}, waitLimit, 50*time.Millisecond, "ready for cutover; history:\n%s", ex.History())
+	return v, ex, got
+}
+
 func (w *shakeWorld) start(t *testing.T, mode string, src, dst *kvtest.Server, dstScheme string) (api.MigrationView, *sfntest.Execution) {
 	t.Helper()
 	var v api.MigrationView
@@ -222,12 +235,7 @@ func TestShakeSyncCutsOverThroughTheAPI(t *testing.T) {
 	seedBoth(t, src, dst)
 	w := newShakeWorld(t, "sync-rdb-aof", "source-pw", "target-pw")
 
-	v, ex := w.start(t, phase.ModeRedisShakeSync, src, dst, "valkey")
-	var got api.MigrationView
-	require.Eventually(t, func() bool {
-		got = w.get(t, v.ID)
-		return got.Shake != nil && got.Shake.ReadyForCutover
-	}, waitLimit, 50*time.Millisecond, "ready for cutover; history:\n%s", ex.History())
+	v, ex, got := w.startSyncUntilReady(t, src, dst)
 	assert.Equal(t, job.StatusRunning, got.Status)
 	assert.Equal(t, string(shake.StageReplicating), got.Stage)
 	assert.Zero(t, ex.Entered("Validate"), "the execution waits for the task token")
